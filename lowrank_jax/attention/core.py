@@ -1,0 +1,57 @@
+"""What every attention variant shares: head layout, the causal mask, the masked softmax.
+
+Shapes use nanodo-style suffixes: B batch, L query length, S key length, H heads,
+D head width, E model width.
+"""
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+from flax import linen as nn
+
+# PyTorch's nn.Linear default (kaiming_uniform with a=sqrt(5)): U(-1/sqrt(fan_in), 1/sqrt(fan_in)).
+# The seeds are PyTorch; their models train with this init, so ours start where theirs do.
+torch_linear_init = nn.initializers.variance_scaling(1 / 3, "fan_in", "uniform")
+
+ATTENTION_WEIGHTS = "attention_weights"
+
+
+def qkv_projection(cfg, name: str) -> nn.Module:
+    """x (B, L, E) -> (B, L, H, D) for one of query/key/value."""
+    return nn.DenseGeneral(features=(cfg.n_heads, cfg.d_head), use_bias=cfg.use_bias,
+                           kernel_init=torch_linear_init, dtype=cfg.compute_dtype,
+                           param_dtype=cfg.params_dtype, name=name)
+
+
+def output_projection(cfg, use_bias: bool, kernel_init=torch_linear_init) -> nn.Module:
+    """Merged heads (B, L, H, D) -> (B, L, E)."""
+    return nn.DenseGeneral(features=cfg.d_model, axis=(-2, -1), use_bias=use_bias,
+                           kernel_init=kernel_init, dtype=cfg.compute_dtype,
+                           param_dtype=cfg.params_dtype, name="out")
+
+
+def causal_mask_LS(length: int) -> jax.Array:
+    return jnp.tril(jnp.ones((length, length), dtype=bool))
+
+
+def softmax_attention(q_BLHD, k_BSHD, v_BSHD, mask_LS, scale):
+    """softmax(q k^T * scale, masked) v with the softmax in float32.
+
+    Returns (out_BLHD, probs_BHLS). Masked entries get probability exactly 0, so a
+    masked key cannot change the output, bit for bit.
+    """
+    scores_BHLS = jnp.einsum("blhd,bshd->bhls", q_BLHD, k_BSHD,
+                             preferred_element_type=jnp.float32) * scale
+    scores_BHLS = jnp.where(mask_LS, scores_BHLS, -jnp.inf)
+    probs_BHLS = jax.nn.softmax(scores_BHLS, axis=-1)
+    out_BLHD = jnp.einsum("bhls,bshd->blhd", probs_BHLS.astype(v_BSHD.dtype), v_BSHD)
+    return out_BLHD, probs_BHLS
+
+
+def sow_weights(module: nn.Module, probs_BHLS) -> None:
+    """Stores attention weights when the caller asked for `mutable=["intermediates"]`."""
+    module.sow("intermediates", ATTENTION_WEIGHTS, probs_BHLS)
+
+
+def wants_weights(module: nn.Module) -> bool:
+    return module.is_mutable_collection("intermediates")

@@ -1,0 +1,73 @@
+"""Deep-QKV attention (seed 001): each head's Q/K/V weight is made from a factorized pair.
+
+For head h and each of Q, K, V:
+    W[h] = softmax(A[h] @ B[h] / temp, axis=-1)            (E x D, rows sum to 1)
+    W[h] = base[h] * W[h]   unless strict                  (elementwise gate of a free weight)
+with A[h] (E x r), B[h] (r x D). Scores are q k^T / sqrt(D) with a causal mask;
+the output projection is E x E. There are no biases in this module.
+"""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, ClassVar
+
+import chex
+import jax
+import jax.numpy as jnp
+from flax import linen as nn
+
+from lowrank_jax.attention import core
+
+if TYPE_CHECKING:
+    from lowrank_jax.config import ModelConfig
+
+# The seed initialises (H, E, r) / (H, r, D) tensors with PyTorch's kaiming_uniform(a=sqrt(5))
+# and (H, E, D) bases with xavier_uniform; PyTorch takes dim 1 as fan-in, dim 0 as fan-out
+# and the rest as receptive field, which these axes reproduce.
+factor_init = nn.initializers.variance_scaling(1 / 3, "fan_in", "uniform", in_axis=1, out_axis=0)
+base_init = nn.initializers.xavier_uniform(in_axis=1, out_axis=0)
+base_init_2d = nn.initializers.xavier_uniform()
+# Keeps the division finite when a user sets temp to 0, as the seed does.
+MIN_TEMP = 1e-6
+
+
+def factorized_weight(A_HER, B_HRD, base_HED, temp):
+    W_HED = jax.nn.softmax(jnp.einsum("her,hrd->hed", A_HER, B_HRD) / max(temp, MIN_TEMP), axis=-1)
+    return W_HED if base_HED is None else base_HED * W_HED
+
+
+class DeepQKVAttention(nn.Module):
+    cfg: "ModelConfig"
+
+    DEFAULTS: ClassVar[dict] = {"rank": 3, "temp": 1.0, "strict": False}
+
+    @staticmethod
+    def check(cfg: "ModelConfig", kwargs: dict) -> None:
+        from lowrank_jax.config import is_int, require
+        rank, temp, strict = kwargs["rank"], kwargs["temp"], kwargs["strict"]
+        require(is_int(rank) and rank >= 1,
+                f"attention_kwargs.rank={rank!r} is not allowed; it must be a positive integer.")
+        require(isinstance(temp, (int, float)) and not isinstance(temp, bool) and temp >= 0,
+                f"attention_kwargs.temp={temp!r} is not allowed; it must be a number >= 0.")
+        require(isinstance(strict, bool),
+                f"attention_kwargs.strict={strict!r} is not allowed; it must be true or false.")
+
+    def head_weight(self, name: str) -> jax.Array:
+        cfg, kw = self.cfg, self.cfg.attention_kwargs
+        H, E, D, r = cfg.n_heads, cfg.d_model, cfg.d_head, kw["rank"]
+        A_HER = self.param(f"{name}_A", factor_init, (H, E, r), cfg.params_dtype)
+        B_HRD = self.param(f"{name}_B", factor_init, (H, r, D), cfg.params_dtype)
+        base_HED = None if kw["strict"] else self.param(f"{name}_base", base_init, (H, E, D),
+                                                        cfg.params_dtype)
+        return factorized_weight(A_HER, B_HRD, base_HED, kw["temp"]).astype(cfg.compute_dtype)
+
+    @nn.compact
+    def __call__(self, x_BLE: jax.Array) -> jax.Array:
+        cfg = self.cfg
+        chex.assert_rank(x_BLE, 3)
+        x_BLE = x_BLE.astype(cfg.compute_dtype)
+        q_BLHD, k_BLHD, v_BLHD = (jnp.einsum("ble,hed->blhd", x_BLE, self.head_weight(n))
+                                  for n in ("query", "key", "value"))
+        out_BLHD, probs_BHLL = core.softmax_attention(
+            q_BLHD, k_BLHD, v_BLHD, core.causal_mask_LS(x_BLE.shape[1]), cfg.d_head ** -0.5)
+        core.sow_weights(self, probs_BHLL)
+        return core.output_projection(cfg, use_bias=False, kernel_init=base_init_2d)(out_BLHD)

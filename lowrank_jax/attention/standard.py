@@ -1,0 +1,51 @@
+"""Standard causal multi-head softmax attention.
+
+On GPU with bf16/fp16 compute it runs cuDNN flash attention through
+`jax.nn.dot_product_attention`; elsewhere (and whenever the caller asks for the
+attention weights, which flash attention never materialises) the XLA einsum path.
+"""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, ClassVar
+
+import chex
+import jax
+import jax.numpy as jnp
+from flax import linen as nn
+
+from lowrank_jax.attention import core
+
+if TYPE_CHECKING:
+    from lowrank_jax.config import ModelConfig
+
+FLASH_DTYPES = (jnp.bfloat16, jnp.float16)
+
+
+def can_use_cudnn(dtype, d_head: int) -> bool:
+    """cuDNN's fused kernel needs a GPU, half precision and a head width that is a multiple of 8."""
+    return (jax.default_backend() == "gpu" and dtype in FLASH_DTYPES
+            and d_head % 8 == 0 and d_head <= 128)
+
+
+class StandardAttention(nn.Module):
+    cfg: "ModelConfig"
+
+    DEFAULTS: ClassVar[dict] = {}
+
+    @staticmethod
+    def check(cfg: "ModelConfig", kwargs: dict) -> None:
+        del cfg, kwargs  # no options
+
+    @nn.compact
+    def __call__(self, x_BLE: jax.Array) -> jax.Array:
+        cfg = self.cfg
+        chex.assert_rank(x_BLE, 3)
+        q_BLHD, k_BLHD, v_BLHD = (core.qkv_projection(cfg, n)(x_BLE) for n in ("query", "key", "value"))
+        if can_use_cudnn(cfg.compute_dtype, cfg.d_head) and not core.wants_weights(self):
+            out_BLHD = jax.nn.dot_product_attention(q_BLHD, k_BLHD, v_BLHD, is_causal=True,
+                                                    implementation="cudnn")
+        else:
+            out_BLHD, probs_BHLL = core.softmax_attention(
+                q_BLHD, k_BLHD, v_BLHD, core.causal_mask_LS(x_BLE.shape[1]), cfg.d_head ** -0.5)
+            core.sow_weights(self, probs_BHLL)
+        return core.output_projection(cfg, cfg.use_bias)(out_BLHD)

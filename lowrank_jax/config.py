@@ -1,0 +1,136 @@
+"""ModelConfig: the one frozen description of a model, validated at construction.
+
+Every check raises `ConfigError` with one sentence that names the field, the value
+given and what is allowed, so command-line tools can print it as-is and exit 2.
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Mapping
+
+import jax.numpy as jnp
+from flax.core import FrozenDict
+
+
+class ConfigError(ValueError):
+    """A configuration value that is not allowed; the message is one sentence for the user."""
+
+
+DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16, "float16": jnp.float16}
+CHOICES = {
+    "norm": ("layernorm", "rmsnorm"),
+    "norm_position": ("pre", "post"),
+    "ffn": ("dense",),
+    "activation": ("relu", "gelu"),
+    "dtype": tuple(DTYPES),
+    "param_dtype": tuple(DTYPES),
+}
+POSITIVE_INTS = ("vocab_size", "max_len", "d_model", "n_layers", "n_heads", "d_ff")
+BOOLS = ("use_bias", "tie_embeddings", "deterministic")
+
+
+def require(ok: bool, message: str) -> None:
+    if not ok:
+        raise ConfigError(message)
+
+
+def is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def check_choice(field: str, value: Any, allowed) -> None:
+    require(value in allowed,
+            f"{field}={value!r} is not allowed; choose one of {', '.join(map(repr, allowed))}.")
+
+
+def check_kwargs(owner: str, given: Mapping[str, Any], defaults: Mapping[str, Any]) -> dict:
+    """Fills defaults and refuses unknown keys; values are checked by their owner."""
+    unknown = sorted(set(given) - set(defaults))
+    if unknown:
+        allowed = ", ".join(sorted(defaults)) or "none"
+        raise ConfigError(f"{owner} got unknown key {unknown[0]!r}; allowed keys are {allowed}.")
+    return {**defaults, **given}
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelConfig:
+    """Architecture and numerics of a GPT. Eval/train variants differ only by `.replace(...)`."""
+
+    vocab_size: int = 256
+    max_len: int = 512
+    d_model: int = 256
+    n_layers: int = 4
+    n_heads: int = 4
+    d_ff: int = 1024
+    attention: str = "standard"
+    attention_kwargs: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    norm: str = "layernorm"
+    norm_position: str = "pre"
+    ffn: str = "dense"
+    activation: str = "gelu"
+    dropout: float = 0.0
+    use_bias: bool = True
+    tie_embeddings: bool = True
+    dtype: str = "float32"
+    param_dtype: str = "float32"
+    # PyTorch's nn.Embedding draws N(0, 1); GPT-style LMs want a small std.
+    embed_init_std: float = 0.02
+    # True: no dropout (eval, decode). Training uses cfg.replace(deterministic=False).
+    deterministic: bool = True
+
+    def __post_init__(self):
+        for field in POSITIVE_INTS:
+            value = getattr(self, field)
+            require(is_int(value) and value >= 1,
+                    f"{field}={value!r} is not allowed; it must be a positive integer.")
+        for field, allowed in CHOICES.items():
+            check_choice(field, getattr(self, field), allowed)
+        for field in BOOLS:
+            value = getattr(self, field)
+            require(isinstance(value, bool), f"{field}={value!r} is not allowed; it must be true or false.")
+        require(self.d_model % self.n_heads == 0,
+                f"d_model={self.d_model} is not allowed with n_heads={self.n_heads}; "
+                "d_model must be divisible by n_heads.")
+        require(isinstance(self.dropout, (int, float)) and 0.0 <= self.dropout < 1.0,
+                f"dropout={self.dropout!r} is not allowed; it must be in [0, 1).")
+        require(isinstance(self.embed_init_std, (int, float)) and self.embed_init_std > 0,
+                f"embed_init_std={self.embed_init_std!r} is not allowed; it must be positive.")
+        from lowrank_jax.attention import ATTENTIONS  # the registry imports this module
+        check_choice("attention", self.attention, tuple(ATTENTIONS))
+        require(isinstance(self.attention_kwargs, Mapping),
+                f"attention_kwargs={self.attention_kwargs!r} is not allowed; it must be a mapping.")
+        variant = ATTENTIONS[self.attention]
+        kwargs = check_kwargs(f"attention_kwargs for {self.attention!r}",
+                              self.attention_kwargs, variant.DEFAULTS)
+        variant.check(self, kwargs)
+        # Frozen and hashable, so a config can be a static argument of jit.
+        object.__setattr__(self, "attention_kwargs", FrozenDict(kwargs))
+
+    @property
+    def d_head(self) -> int:
+        return self.d_model // self.n_heads
+
+    @property
+    def compute_dtype(self):
+        return DTYPES[self.dtype]
+
+    @property
+    def params_dtype(self):
+        return DTYPES[self.param_dtype]
+
+    def replace(self, **changes) -> "ModelConfig":
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict:
+        out = dataclasses.asdict(self)
+        out["attention_kwargs"] = dict(self.attention_kwargs)
+        return out
+
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any]) -> "ModelConfig":
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ConfigError(f"model.{unknown[0]} is not a model field; "
+                              f"known fields are {', '.join(sorted(known))}.")
+        return cls(**values)

@@ -1,0 +1,107 @@
+"""The GPT decoder: embeddings, N blocks of (attention, feed-forward), final norm, LM head."""
+from __future__ import annotations
+
+from collections import Counter
+
+import chex
+import jax
+import jax.numpy as jnp
+from flax import linen as nn
+from flax import traverse_util
+
+from lowrank_jax.attention import ATTENTIONS
+from lowrank_jax.attention.core import ATTENTION_WEIGHTS
+from lowrank_jax.config import ConfigError, ModelConfig
+from lowrank_jax.layers import FeedForward, make_norm
+
+
+class Block(nn.Module):
+    """x + attn(norm(x)), then x + ffn(norm(x)) (pre-norm), or norm(x + f(x)) (post-norm)."""
+
+    cfg: ModelConfig
+
+    @nn.compact
+    def __call__(self, x_BLE: jax.Array) -> jax.Array:
+        cfg = self.cfg
+        sublayers = ((ATTENTIONS[cfg.attention](cfg, name="attention"), make_norm(cfg, "norm1")),
+                     (FeedForward(cfg, name="ffn"), make_norm(cfg, "norm2")))
+        for sublayer, norm in sublayers:
+            if cfg.norm_position == "pre":
+                x_BLE = x_BLE + self.dropout(sublayer(norm(x_BLE)))
+            else:
+                x_BLE = norm(x_BLE + self.dropout(sublayer(x_BLE)))
+        return x_BLE
+
+    def dropout(self, x):
+        return nn.Dropout(self.cfg.dropout)(x, deterministic=self.cfg.deterministic)
+
+
+class GPT(nn.Module):
+    """tokens int32 (B, L) -> logits float32 (B, L, vocab_size)."""
+
+    cfg: ModelConfig
+
+    @nn.compact
+    def __call__(self, tokens_BL: jax.Array) -> jax.Array:
+        cfg = self.cfg
+        chex.assert_rank(tokens_BL, 2)
+        length = tokens_BL.shape[1]
+        if length > cfg.max_len:
+            raise ConfigError(f"a sequence of length {length} is longer than max_len={cfg.max_len}; "
+                              "pass at most max_len tokens or build the model with a larger max_len.")
+        embed_init = nn.initializers.normal(cfg.embed_init_std)
+        token_embed = nn.Embed(cfg.vocab_size, cfg.d_model, embedding_init=embed_init,
+                               dtype=cfg.compute_dtype, param_dtype=cfg.params_dtype,
+                               name="token_embed")
+        pos_embed_LE = self.param("pos_embed", embed_init, (cfg.max_len, cfg.d_model),
+                                  cfg.params_dtype)
+        x_BLE = token_embed(tokens_BL) + pos_embed_LE[:length].astype(cfg.compute_dtype)
+        x_BLE = nn.Dropout(cfg.dropout)(x_BLE, deterministic=cfg.deterministic)
+        for i in range(cfg.n_layers):
+            x_BLE = Block(cfg, name=f"block_{i}")(x_BLE)
+        x_BLE = make_norm(cfg, "final_norm")(x_BLE)
+        if cfg.tie_embeddings:
+            logits_BLV = token_embed.attend(x_BLE)
+        else:
+            logits_BLV = nn.Dense(cfg.vocab_size, use_bias=cfg.use_bias, dtype=cfg.compute_dtype,
+                                  param_dtype=cfg.params_dtype, name="lm_head")(x_BLE)
+        chex.assert_shape(logits_BLV, (*tokens_BL.shape, cfg.vocab_size))
+        return logits_BLV.astype(jnp.float32)
+
+
+def parameter_groups(params) -> dict[str, int]:
+    """Parameter counts by role: token_embed, pos_embed, attention, ffn, norms, lm_head."""
+    counts = Counter()
+    for path, leaf in traverse_util.flatten_dict(params).items():
+        role = next((p for p in path if p in ("attention", "ffn", "token_embed", "pos_embed",
+                                              "lm_head")), None)
+        counts[role or "norms"] += leaf.size
+    return dict(counts)
+
+
+def count_parameters(params) -> int:
+    return sum(leaf.size for leaf in jax.tree.leaves(params))
+
+
+def apply_with_attention(model: GPT, params, tokens_BL: jax.Array):
+    """Logits and every layer's attention weights [(B, H, L, S)] read from the sown intermediates."""
+    logits_BLV, state = model.apply({"params": params}, tokens_BL, mutable=["intermediates"])
+    blocks = state["intermediates"]
+    weights = [blocks[f"block_{i}"]["attention"][ATTENTION_WEIGHTS][0]
+               for i in range(model.cfg.n_layers)]
+    return logits_BLV, weights
+
+
+def describe_parameters(params, cfg: ModelConfig) -> str:
+    """The parameter breakdown by role, as seed 001 prints it."""
+    groups = parameter_groups(params)
+    parts = [f"{role} {groups[role]}" for role in ("token_embed", "pos_embed", "attention", "ffn",
+                                                    "norms", "lm_head") if role in groups]
+    if cfg.tie_embeddings:
+        parts.append("lm_head tied (0)")
+    kwargs = ", ".join(f"{k}={v}" for k, v in cfg.attention_kwargs.items())
+    return (f"model: {cfg.n_layers} block(s), {cfg.n_heads} heads, d_model {cfg.d_model}, "
+            f"head dim {cfg.d_head}, d_ff {cfg.d_ff}, context {cfg.max_len}, "
+            f"attention {cfg.attention}({kwargs})\n"
+            f"  {' | '.join(parts)}\n"
+            f"trainable parameters: {count_parameters(params)}")

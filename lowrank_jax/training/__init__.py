@@ -1,0 +1,1 @@
+"""Pure training pieces: config checks, optimizer, state, the jitted sharded step."""

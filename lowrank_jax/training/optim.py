@@ -1,0 +1,30 @@
+"""AdamW with linear warmup, cosine decay and global-norm clipping."""
+from __future__ import annotations
+
+import jax
+import optax
+
+
+def make_schedule(config) -> optax.Schedule:
+    """0 -> lr over warmup_steps, then cosine to lr * end_lr_ratio at `steps`.
+
+    optax counts the warmup inside decay_steps, so decay_steps is the total step count.
+    """
+    return optax.warmup_cosine_decay_schedule(
+        init_value=0.0, peak_value=config.lr, warmup_steps=config.warmup_steps,
+        decay_steps=config.steps, end_value=config.lr * config.end_lr_ratio)
+
+
+def decay_mask(weight_decay_on: str):
+    """'all' decays every parameter (PyTorch AdamW's default); 'matrices' spares norms and biases."""
+    if weight_decay_on == "all":
+        return None
+    return lambda params: jax.tree.map(lambda p: p.ndim >= 2, params)
+
+
+def make_optimizer(config) -> optax.GradientTransformation:
+    return optax.chain(
+        optax.clip_by_global_norm(config.grad_clip),
+        optax.adamw(make_schedule(config), weight_decay=config.weight_decay,
+                    mask=decay_mask(config.weight_decay_on)),
+    )

@@ -1,0 +1,62 @@
+"""The training step: batch from (key, step) on the device, loss, gradients, AdamW update.
+
+`make_train_fn` jits `steps_per_call` of them under one lax.scan with in/out shardings
+on the mesh and the state donated, so the host dispatches once per call and never
+waits on a step it does not need to read. Metrics come back as sums with their
+denominators; the host divides.
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from lowrank_jax.training.state import TrainState, batch_sharding, replicated, state_shardings
+
+
+def next_token_metrics(logits_BTV, targets_BT) -> tuple[jax.Array, dict]:
+    """Mean cross-entropy over every next-token position, and the sums behind it."""
+    nll_BT = optax.softmax_cross_entropy_with_integer_labels(logits_BTV, targets_BT)
+    correct_BT = jnp.argmax(logits_BTV, axis=-1) == targets_BT
+    sums = {"loss": nll_BT.sum(), "correct": correct_BT.sum(), "tokens": jnp.float32(nll_BT.size)}
+    return nll_BT.mean(), sums
+
+
+def make_train_step(model, optimizer, make_batch, batch_size: int, mesh) -> Callable:
+    def loss_fn(params, tokens_BT, dropout_key):
+        logits_BTV = model.apply({"params": params}, tokens_BT[:, :-1], rngs={"dropout": dropout_key})
+        return next_token_metrics(logits_BTV, tokens_BT[:, 1:])
+
+    def train_step(state: TrainState) -> tuple[TrainState, dict]:
+        step_key = jax.random.fold_in(jax.random.wrap_key_data(state.rng), state.step)
+        data_key, dropout_key = jax.random.split(step_key)
+        tokens_BT = jax.lax.with_sharding_constraint(make_batch(data_key, batch_size),
+                                                     batch_sharding(mesh))
+        (_, sums), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params, tokens_BT,
+                                                                     dropout_key)
+        updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
+        params = optax.apply_updates(state.params, updates)
+        sums = {**sums, "grad_norm": optax.global_norm(grads), "steps": jnp.float32(1)}
+        return state.replace(step=state.step + 1, params=params, opt_state=opt_state), sums
+
+    return train_step
+
+
+def make_train_fn(train_step: Callable, abstract: TrainState, mesh, steps_per_call: int):
+    """jit(state -> (state after `steps_per_call` steps, summed metrics)), state donated."""
+    def run(state):
+        state, sums = jax.lax.scan(lambda s, _: train_step(s), state, None, length=steps_per_call)
+        return state, jax.tree.map(lambda x: x.sum(0), sums)
+
+    shardings = state_shardings(abstract, mesh)
+    return jax.jit(run, in_shardings=(shardings,), out_shardings=(shardings, replicated(mesh)),
+                   donate_argnums=0)
+
+
+def summarize(sums: dict) -> dict:
+    """Host side: metric sums -> means."""
+    return {"loss": float(sums["loss"] / sums["tokens"]),
+            "accuracy": float(sums["correct"] / sums["tokens"]),
+            "grad_norm": float(sums["grad_norm"] / sums["steps"])}

@@ -1,0 +1,1 @@
+"""Entry points and everything with side effects: files, terminal, checkpoints."""

@@ -1,0 +1,44 @@
+"""python -m train.sort_demo --workdir DIR: trace the trained ABC sorter on triples you type.
+
+Reads one triple per line (three letters from a, b, c) until end of input and prints
+seed 001's trace: p(a), p(b), p(c) at each step and each head's attention weights.
+"""
+from __future__ import annotations
+
+import sys
+
+from lowrank_jax.model import GPT
+from lowrank_jax.tasks import abc_sort
+from train.checkpoint import load_latest
+from train.cli import parse_flags
+from train.errors import UserError, exit_on_user_error
+
+PROGRAM = "python -m train.sort_demo"
+PROMPT = "three letters from a, b, c (end of input to quit)> "
+
+
+def main(argv: list[str]) -> None:
+    with exit_on_user_error(PROGRAM):
+        flags = parse_flags(argv, PROGRAM, workdir=False)
+        config, model_cfg, params, step = load_latest(flags.workdir)
+        if config.task != "abc_sort":
+            raise UserError(f"workdir {flags.workdir!r} holds a {config.task!r} model, "
+                            "not an ABC sorter; pass the workdir of an abc_sort run.")
+    print(f"loaded the ABC sorter from {flags.workdir} (step {step})")
+    apply_with_weights = abc_sort.traceable(GPT(model_cfg), params)
+    while True:
+        print(PROMPT, end="", flush=True)
+        line = sys.stdin.readline()
+        if not line:
+            print()
+            return
+        try:
+            letters = abc_sort.parse_triple(line)
+        except ValueError as err:
+            print(err)
+            continue
+        print(abc_sort.format_trace(letters, abc_sort.trace(apply_with_weights, letters)))
+
+
+if __name__ == "__main__":
+    main(sys.argv)
