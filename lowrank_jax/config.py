@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, Mapping
 
+import jax
 import jax.numpy as jnp
 from flax.core import FrozenDict
 
@@ -16,7 +17,8 @@ class ConfigError(ValueError):
     """A configuration value that is not allowed; the message is one sentence for the user."""
 
 
-DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16, "float16": jnp.float16}
+DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16, "float16": jnp.float16,
+          "float64": jnp.float64}
 CHOICES = {
     "norm": ("layernorm", "rmsnorm"),
     "norm_position": ("pre", "post"),
@@ -88,6 +90,11 @@ class ModelConfig:
         for field in BOOLS:
             value = getattr(self, field)
             require(isinstance(value, bool), f"{field}={value!r} is not allowed; it must be true or false.")
+        for field in ("dtype", "param_dtype"):
+            # Without x64 mode JAX would silently compute in float32.
+            require(getattr(self, field) != "float64" or jax.config.jax_enable_x64,
+                    f"{field}='float64' needs JAX's x64 mode; set JAX_ENABLE_X64=1 or "
+                    "jax.config.update('jax_enable_x64', True) first.")
         require(self.d_model % self.n_heads == 0,
                 f"d_model={self.d_model} is not allowed with n_heads={self.n_heads}; "
                 "d_model must be divisible by n_heads.")

@@ -18,7 +18,8 @@ ACTIVATIONS = {"relu": jax.nn.relu, "gelu": jax.nn.gelu}
 
 def make_norm(cfg: "ModelConfig", name: str) -> nn.Module:
     kinds = {"layernorm": nn.LayerNorm, "rmsnorm": nn.RMSNorm}
-    return kinds[cfg.norm](epsilon=NORM_EPS, dtype=cfg.compute_dtype,
+    extra = {"use_fast_variance": False} if cfg.norm == "layernorm" else {}
+    return kinds[cfg.norm](epsilon=NORM_EPS, dtype=cfg.compute_dtype, **extra,
                            param_dtype=cfg.params_dtype, name=name)
 
 

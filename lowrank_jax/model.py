@@ -5,12 +5,11 @@ from collections import Counter
 
 import chex
 import jax
-import jax.numpy as jnp
 from flax import linen as nn
 from flax import traverse_util
 
 from lowrank_jax.attention import ATTENTIONS
-from lowrank_jax.attention.core import ATTENTION_WEIGHTS
+from lowrank_jax.attention.core import ATTENTION_WEIGHTS, at_least_float32
 from lowrank_jax.config import ConfigError, ModelConfig
 from lowrank_jax.layers import FeedForward, make_norm
 
@@ -37,7 +36,7 @@ class Block(nn.Module):
 
 
 class GPT(nn.Module):
-    """tokens int32 (B, L) -> logits float32 (B, L, vocab_size)."""
+    """tokens int32 (B, L) -> logits (B, L, vocab_size), float32 (float64 in float64 mode)."""
 
     cfg: ModelConfig
 
@@ -66,7 +65,7 @@ class GPT(nn.Module):
             logits_BLV = nn.Dense(cfg.vocab_size, use_bias=cfg.use_bias, dtype=cfg.compute_dtype,
                                   param_dtype=cfg.params_dtype, name="lm_head")(x_BLE)
         chex.assert_shape(logits_BLV, (*tokens_BL.shape, cfg.vocab_size))
-        return logits_BLV.astype(jnp.float32)
+        return logits_BLV.astype(at_least_float32(cfg.compute_dtype))
 
 
 def parameter_groups(params) -> dict[str, int]:

@@ -30,18 +30,22 @@ def output_projection(cfg, use_bias: bool, kernel_init=torch_linear_init) -> nn.
                            param_dtype=cfg.params_dtype, name="out")
 
 
+def at_least_float32(dtype):
+    return jnp.promote_types(dtype, jnp.float32)
+
+
 def causal_mask_LS(length: int) -> jax.Array:
     return jnp.tril(jnp.ones((length, length), dtype=bool))
 
 
 def softmax_attention(q_BLHD, k_BSHD, v_BSHD, mask_LS, scale):
-    """softmax(q k^T * scale, masked) v with the softmax in float32.
+    """softmax(q k^T * scale, masked) v with the softmax in float32 or wider.
 
     Returns (out_BLHD, probs_BHLS). Masked entries get probability exactly 0, so a
     masked key cannot change the output, bit for bit.
     """
     scores_BHLS = jnp.einsum("blhd,bshd->bhls", q_BLHD, k_BSHD,
-                             preferred_element_type=jnp.float32) * scale
+                             preferred_element_type=at_least_float32(q_BLHD.dtype)) * scale
     scores_BHLS = jnp.where(mask_LS, scores_BHLS, -jnp.inf)
     probs_BHLS = jax.nn.softmax(scores_BHLS, axis=-1)
     out_BLHD = jnp.einsum("bhls,bshd->blhd", probs_BHLS.astype(v_BSHD.dtype), v_BSHD)

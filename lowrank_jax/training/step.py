@@ -38,7 +38,7 @@ def make_train_step(model, optimizer, make_batch, batch_size: int, mesh) -> Call
                                                                      dropout_key)
         updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
-        sums = {**sums, "grad_norm": optax.global_norm(grads), "steps": jnp.float32(1)}
+        sums = {**sums, "grad_norm": optax.tree.norm(grads), "steps": jnp.float32(1)}
         return state.replace(step=state.step + 1, params=params, opt_state=opt_state), sums
 
     return train_step

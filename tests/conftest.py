@@ -1,0 +1,42 @@
+"""Eight fake CPU devices for the whole suite (multi-device tests compare them with one),
+and one thread per XLA op, which is faster for the suite's tiny models. Both must be
+set before JAX starts its backend."""
+import os
+
+os.environ["XLA_FLAGS"] = " ".join([
+    os.environ.get("XLA_FLAGS", ""), "--xla_force_host_platform_device_count=8",
+    "--xla_cpu_multi_thread_eigen=false", "intra_op_parallelism_threads=1"]).strip()
+
+import contextlib  # noqa: E402
+
+import jax  # noqa: E402
+import pytest  # noqa: E402
+
+from lowrank_jax import ModelConfig  # noqa: E402
+
+
+def small_config(**changes) -> ModelConfig:
+    base = dict(vocab_size=11, max_len=16, d_model=16, n_layers=2, n_heads=4, d_ff=24,
+                embed_init_std=0.5)
+    return ModelConfig(**{**base, **changes})
+
+
+@pytest.fixture
+def key():
+    return jax.random.key(0)
+
+
+@contextlib.contextmanager
+def x64():
+    """float64 JAX for the span of a reference comparison."""
+    previous = jax.config.jax_enable_x64
+    jax.config.update("jax_enable_x64", True)
+    try:
+        yield
+    finally:
+        jax.config.update("jax_enable_x64", previous)
+
+
+def float64_config(**changes) -> ModelConfig:
+    with x64():
+        return small_config(dtype="float64", param_dtype="float64", **changes)

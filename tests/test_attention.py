@@ -1,0 +1,98 @@
+"""Every attention variant and the whole GPT against the float64 NumPy references.
+
+The modules run in float64 (x64 mode), so the comparison checks the math at rtol 1e-5
+without float32 rounding in the way.
+"""
+import itertools
+
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from absl.testing import parameterized
+
+from lowrank_jax import ATTENTIONS, GPT
+from lowrank_jax.model import apply_with_attention
+
+import reference
+from conftest import float64_config, small_config, x64
+
+RTOL = 1e-5
+VARIANT_KWARGS = {
+    "standard": [{}],
+    "deep_qkv": [{"rank": 3, "temp": 1.0, "strict": False}, {"rank": 2, "temp": 0.5, "strict": True}],
+}
+CASES = [(name, kw) for name, kws in VARIANT_KWARGS.items() for kw in kws]
+
+
+class ReferenceTest(chex.TestCase):
+
+    @chex.variants(with_jit=True, without_jit=True)
+    @parameterized.parameters(*CASES)
+    def test_attention_matches_float64_reference(self, name, kwargs):
+        with x64():
+            cfg = float64_config(attention=name, attention_kwargs=kwargs)
+            module = ATTENTIONS[name](cfg)
+            x_BLE = jax.random.normal(jax.random.key(1), (3, 9, cfg.d_model), jnp.float64)
+            params = module.init(jax.random.key(2), x_BLE)["params"]
+            y_BLE = self.variant(lambda p, x: module.apply({"params": p}, x))(params, x_BLE)
+            expected, _ = reference.ATTENTION[name](reference.f64(params), np.asarray(x_BLE), cfg)
+        chex.assert_shape(y_BLE, x_BLE.shape)
+        assert y_BLE.dtype == jnp.float64
+        np.testing.assert_allclose(y_BLE, expected, rtol=RTOL)
+
+    @chex.variants(with_jit=True, without_jit=True)
+    @parameterized.parameters(*itertools.product(
+        CASES, ["pre", "post"], ["layernorm", "rmsnorm"], [True, False]))
+    def test_gpt_matches_float64_reference(self, case, norm_position, norm, tie):
+        name, kwargs = case
+        with x64():
+            cfg = float64_config(attention=name, attention_kwargs=kwargs, norm=norm,
+                                 norm_position=norm_position, tie_embeddings=tie)
+            tokens_BL = jax.random.randint(jax.random.key(3), (2, 12), 0, cfg.vocab_size)
+            model = GPT(cfg)
+            params = model.init(jax.random.key(4), tokens_BL)["params"]
+            logits = self.variant(lambda p, t: model.apply({"params": p}, t))(params, tokens_BL)
+            expected = reference.gpt(params, np.asarray(tokens_BL), cfg)
+        assert logits.dtype == jnp.float64
+        np.testing.assert_allclose(logits, expected, rtol=RTOL)
+
+
+@pytest.mark.parametrize("name,kwargs", CASES)
+def test_sown_weights_are_the_reference_attention(name, kwargs):
+    with x64():
+        cfg = float64_config(attention=name, attention_kwargs=kwargs, n_layers=1)
+        tokens_BL = jax.random.randint(jax.random.key(5), (2, 10), 0, cfg.vocab_size)
+        model = GPT(cfg)
+        params = model.init(jax.random.key(6), tokens_BL)["params"]
+        _, weights = apply_with_attention(model, params, tokens_BL)
+    p = reference.f64(params)
+    x = p["token_embed"]["embedding"][np.asarray(tokens_BL)] + p["pos_embed"][:10]
+    x = reference.layer_norm(p["block_0"]["norm1"], x)
+    _, expected = reference.ATTENTION[name](p["block_0"]["attention"], x, cfg)
+    chex.assert_shape(weights[0], (2, cfg.n_heads, 10, 10))
+    np.testing.assert_allclose(weights[0], expected, rtol=RTOL, atol=1e-12)
+
+
+@pytest.mark.parametrize("name,kwargs", CASES)
+def test_intermediates_only_on_request(name, kwargs):
+    cfg = small_config(attention=name, attention_kwargs=kwargs)
+    tokens_BL = jnp.zeros((1, 5), jnp.int32)
+    model = GPT(cfg)
+    variables = model.init(jax.random.key(0), tokens_BL)
+    assert set(variables) == {"params"}
+    _, state = model.apply(variables, tokens_BL, mutable=["intermediates"])
+    assert sorted(state["intermediates"]) == [f"block_{i}" for i in range(cfg.n_layers)]
+
+
+@pytest.mark.parametrize("name,kwargs", CASES)
+def test_bfloat16_compute_stays_close_to_float32(name, kwargs):
+    cfg = small_config(attention=name, attention_kwargs=kwargs)
+    tokens_BL = jax.random.randint(jax.random.key(7), (2, 12), 0, cfg.vocab_size)
+    params = GPT(cfg).init(jax.random.key(8), tokens_BL)["params"]
+    full = GPT(cfg).apply({"params": params}, tokens_BL)
+    half = GPT(cfg.replace(dtype="bfloat16")).apply({"params": params}, tokens_BL)
+    assert half.dtype == jnp.float32
+    assert not np.array_equal(half, full)  # the compute really ran in bfloat16
+    np.testing.assert_allclose(half, full, atol=0.05 * float(jnp.abs(full).max()))

@@ -1,0 +1,91 @@
+"""The entry points as a user runs them: bad input is one sentence, exit 2, nothing touched."""
+import hashlib
+import os
+import subprocess
+import sys
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+QUICK = ["--config.steps=4", "--config.warmup_steps=1", "--config.log_every=2",
+         "--config.eval_every=4", "--config.checkpoint_every=2", "--config.num_devices=1"]
+
+
+def run(module, *args, stdin=""):
+    env = {**os.environ, "PYTHONPATH": ROOT}
+    env.pop("XLA_FLAGS", None)  # as a user's shell: one device
+    return subprocess.run([sys.executable, "-m", module, *args], input=stdin, capture_output=True,
+                          text=True, cwd=ROOT, env=env, timeout=300)
+
+
+def assert_clean_error(result, message):
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0], result.stderr
+
+
+def tree_digest(path):
+    digest = hashlib.sha256()
+    for folder, _, files in sorted(os.walk(path)):
+        for name in sorted(files):
+            full = os.path.join(folder, name)
+            digest.update(full.encode())
+            with open(full, "rb") as f:
+                digest.update(f.read())
+    return digest.hexdigest()
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    workdir = str(tmp_path_factory.mktemp("trained"))
+    result = run("train", "--workdir", workdir, *QUICK)
+    assert result.returncode == 0, result.stderr
+    assert "trainable parameters: 480" in result.stdout
+    return workdir
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--config.stepz=5"], "--config.stepz: the config has no field 'stepz'; did you mean 'steps'?"),
+    (["--config.model.atention=x"], "--config.model.atention: model has no field 'atention'; did you mean 'attention'?"),
+    (["--config.model.attention=flash"], "attention='flash' is not allowed; choose one of 'standard', 'deep_qkv'."),
+    (["--config.model.d_model=7"], "d_model=7 is not allowed with n_heads=2; d_model must be divisible by n_heads."),
+    (["--config.steps=many"], "--config.steps='many' is not allowed; it must be an integer."),
+    (["--config.steps=0"], "steps=0 is not allowed; it must be a positive integer."),
+    (["--config=nowhere.py"], "--config 'nowhere.py' is not a file"),
+    (["--frobnicate"], "unknown argument '--frobnicate'; see --help."),
+])
+def test_bad_arguments(args, message, tmp_path):
+    result = run("train", "--workdir", str(tmp_path / "w"), *args)
+    assert_clean_error(result, message)
+    assert not os.path.exists(tmp_path / "w")
+
+
+def test_workdir_that_cannot_be_written(tmp_path):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("not a folder")
+    result = run("train", "--workdir", str(blocker / "run"), *QUICK)
+    assert_clean_error(result, "is not a writable folder")
+
+
+def test_workdir_of_another_model_is_refused_and_left_alone(trained):
+    before = tree_digest(trained)
+    result = run("train", "--workdir", trained, *QUICK, "--config.model.d_model=8")
+    assert_clean_error(result, "workdir holds a checkpoint of a different model "
+                               "(model.d_model is 6 there but 8 here)")
+    assert tree_digest(trained) == before
+
+
+def test_sort_demo_traces_what_the_user_types(trained):
+    result = run("train.sort_demo", "--workdir", trained, stdin="cab\nabcd\nxyz\n\nCCA\n")
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    assert "trace cab:" in out and "trace cca:" in out
+    assert out.count("head 0: [") == 6 and out.count("head 1: [") == 6
+    for bad in ("'abcd'", "'xyz'", "''"):
+        assert f"{bad} is not a triple; type exactly three letters from a, b, c" in out
+
+
+def test_sort_demo_without_a_checkpoint(tmp_path):
+    result = run("train.sort_demo", "--workdir", str(tmp_path))
+    assert_clean_error(result, "holds no checkpoint")

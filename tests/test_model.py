@@ -1,0 +1,81 @@
+"""GPT structure: parameter counts, causality, dropout, sequence length."""
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from lowrank_jax import GPT, ConfigError, ModelConfig, count_parameters, parameter_groups
+from lowrank_jax.attention.standard import can_use_cudnn
+
+from conftest import small_config
+
+CAUSAL = [("standard", {}), ("deep_qkv", {}), ("deep_qkv", {"strict": True})]
+SORTER = dict(vocab_size=4, max_len=7, d_model=6, n_layers=1, n_heads=2, d_ff=6,
+              attention="deep_qkv", activation="relu", use_bias=False, embed_init_std=1.0)
+
+
+def init(cfg, length=6):
+    tokens = jnp.zeros((1, length), jnp.int32)
+    return GPT(cfg).init(jax.random.key(0), tokens)["params"]
+
+
+@pytest.mark.parametrize("strict,total,attention", [(False, 480, 306), (True, 372, 198)])
+def test_seed_001_parameter_breakdown(strict, total, attention):
+    cfg = ModelConfig(**SORTER, attention_kwargs={"rank": 3, "strict": strict})
+    params = init(cfg)
+    # The seed's own breakdown: V*E, T*E, 3H(Er + rD) [+ 3HED] + E*E, 2*E*E, 3 * 2E.
+    assert parameter_groups(params) == {"token_embed": 24, "pos_embed": 42, "attention": attention,
+                                        "ffn": 72, "norms": 36}
+    assert count_parameters(params) == total
+
+
+@pytest.mark.parametrize("name,kwargs", CAUSAL)
+@pytest.mark.parametrize("norm_position", ["pre", "post"])
+def test_future_tokens_never_change_earlier_outputs(name, kwargs, norm_position):
+    cfg = small_config(attention=name, attention_kwargs=kwargs, norm_position=norm_position)
+    model = GPT(cfg)
+    length = cfg.max_len
+    tokens = jax.random.randint(jax.random.key(1), (2, length), 0, cfg.vocab_size)
+    params = model.init(jax.random.key(2), tokens)["params"]
+    apply = jax.jit(lambda t: model.apply({"params": params}, t))
+    logits = apply(tokens)
+    for t in range(length - 1):
+        # Every token after t replaced by a different one.
+        shift = jax.random.randint(jax.random.key(3 + t), tokens.shape, 1, cfg.vocab_size)
+        future = jnp.arange(length) > t
+        perturbed = jnp.where(future, (tokens + shift) % cfg.vocab_size, tokens)
+        assert bool(jnp.all((perturbed != tokens) == future))
+        out = apply(perturbed)
+        np.testing.assert_array_equal(out[:, :t + 1], logits[:, :t + 1])
+        assert not np.array_equal(out[:, t + 1:], logits[:, t + 1:])
+
+
+def test_dropout_only_when_not_deterministic():
+    cfg = small_config(dropout=0.5)
+    tokens = jax.random.randint(jax.random.key(1), (2, 8), 0, cfg.vocab_size)
+    params = init(cfg)
+    eval_logits = GPT(cfg).apply({"params": params}, tokens)
+    np.testing.assert_array_equal(eval_logits, GPT(cfg).apply({"params": params}, tokens))
+    train = GPT(cfg.replace(deterministic=False))
+    a = train.apply({"params": params}, tokens, rngs={"dropout": jax.random.key(1)})
+    b = train.apply({"params": params}, tokens, rngs={"dropout": jax.random.key(2)})
+    assert not np.allclose(a, eval_logits) and not np.allclose(a, b)
+
+
+def test_untied_head_has_its_own_weights():
+    tied, untied = init(small_config()), init(small_config(tie_embeddings=False))
+    assert "lm_head" not in tied and "lm_head" in untied
+    assert count_parameters(untied) - count_parameters(tied) == 16 * 11 + 11
+
+
+def test_sequence_longer_than_max_len_is_refused():
+    cfg = small_config(max_len=8)
+    params = init(cfg, 8)
+    with pytest.raises(ConfigError, match=r"length 9 is longer than max_len=8"):
+        GPT(cfg).apply({"params": params}, jnp.zeros((1, 9), jnp.int32))
+
+
+def test_cudnn_path_only_for_gpu_half_precision():
+    assert not can_use_cudnn(jnp.float32, 64)  # any backend: flash attention needs bf16/fp16
+    if jax.default_backend() != "gpu":
+        assert not can_use_cudnn(jnp.bfloat16, 64)
