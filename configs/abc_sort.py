@@ -4,13 +4,19 @@ The default of `python -m train`:
     python -m train --config configs/abc_sort.py --workdir runs/abc_sort
 Strict factorization (W = softmax(A @ B), no base; 372 parameters):
     python -m train --config configs/abc_sort.py --config.model.attention_kwargs.strict=True
+The same task with another attention variant (its default options):
+    python -m train --config configs/abc_sort.py:standard
 A quick local run:
     python -m train --config configs/abc_sort.py --config.steps=3000 --config.warmup_steps=100
 """
 import ml_collections
 
 
-def get_config() -> ml_collections.ConfigDict:
+# The seed's deep-QKV options; other variants start from their own defaults.
+ATTENTION_KWARGS = {"deep_qkv": {"rank": 3, "temp": 1.0, "strict": False}}
+
+
+def get_config(attention: str = "deep_qkv") -> ml_collections.ConfigDict:
     config = ml_collections.ConfigDict()
     config.task = "abc_sort"
     config.seed = 42
@@ -39,8 +45,8 @@ def get_config() -> ml_collections.ConfigDict:
     model.n_layers = 1
     model.n_heads = 2              # H
     model.d_ff = 6                 # mlp_mult = 1
-    model.attention = "deep_qkv"
-    model.attention_kwargs = ml_collections.ConfigDict({"rank": 3, "temp": 1.0, "strict": False})
+    model.attention = attention
+    model.attention_kwargs = ml_collections.ConfigDict(ATTENTION_KWARGS.get(attention, {}))
     model.norm = "layernorm"
     model.norm_position = "pre"
     model.ffn = "dense"

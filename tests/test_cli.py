@@ -61,6 +61,14 @@ def test_bad_arguments(args, message, tmp_path):
     assert not os.path.exists(tmp_path / "w")
 
 
+def test_config_argument_picks_the_attention_variant(tmp_path):
+    result = run("train", "--config", "configs/abc_sort.py:standard", "--workdir", str(tmp_path), *QUICK)
+    assert result.returncode == 0, result.stderr
+    assert "attention standard()" in result.stdout
+    assert_clean_error(run("train", "--config", "configs/abc_sort.py:flash", "--workdir", str(tmp_path)),
+                       "attention='flash' is not allowed")
+
+
 def test_workdir_that_cannot_be_written(tmp_path):
     blocker = tmp_path / "a_file"
     blocker.write_text("not a folder")

@@ -1,6 +1,7 @@
-"""Command-line parsing shared by the entry points: --config FILE, --config.FIELD=VALUE, --workdir.
+"""Command-line parsing shared by the entry points: --config FILE[:ARG], --config.FIELD=VALUE, --workdir.
 
-Config files are ml_collections files with get_config(), as in the Flax examples.
+Config files are ml_collections files with get_config(), as in the Flax examples;
+`FILE:ARG` passes ARG to get_config (e.g. configs/abc_sort.py:standard).
 Overrides are parsed by the type of the field they replace, and a misspelt field
 gets a one-sentence error with the closest known name.
 """
@@ -31,19 +32,22 @@ class Parser(argparse.ArgumentParser):
 def parse_flags(argv: list[str], program: str, workdir: bool) -> SimpleNamespace:
     logging.set_verbosity(logging.ERROR)  # Orbax's info and warnings are not for end users
     parser = Parser(prog=program, description=__doc__.splitlines()[0])
-    parser.add_argument("--config", default=DEFAULT_CONFIG, help="an ml_collections config file")
+    parser.add_argument("--config", default=DEFAULT_CONFIG,
+                        help="an ml_collections config file, optionally FILE:ARG for get_config(ARG)")
     parser.add_argument("--workdir", required=not workdir,
                         help="checkpoints and metrics (default runs/<config name>)")
     args, rest = parser.parse_known_args(argv[1:])
     unknown = [a for a in rest if not a.startswith(OVERRIDE_PREFIX)]
     if unknown:
         raise UserError(f"unknown argument {unknown[0]!r}; see --help.")
-    name = os.path.splitext(os.path.basename(args.config))[0]
+    path, _, arg = args.config.partition(":")
+    name = os.path.splitext(os.path.basename(path))[0] + (f"_{arg}" if arg else "")
     return SimpleNamespace(config=args.config, config_name=name, workdir=args.workdir,
                            overrides=[a[len(OVERRIDE_PREFIX):] for a in rest])
 
 
-def load_config_file(path: str) -> ml_collections.ConfigDict:
+def load_config_file(spec: str) -> ml_collections.ConfigDict:
+    path, _, arg = spec.partition(":")
     if not os.path.isfile(path):
         raise UserError(f"--config {path!r} is not a file; pass a config file such as configs/abc_sort.py.")
     spec = importlib.util.spec_from_file_location("experiment_config", path)
@@ -51,7 +55,10 @@ def load_config_file(path: str) -> ml_collections.ConfigDict:
     spec.loader.exec_module(module)
     if not hasattr(module, "get_config"):
         raise UserError(f"--config {path!r} has no get_config() function.")
-    return module.get_config()
+    try:
+        return module.get_config(arg) if arg else module.get_config()
+    except TypeError:
+        raise UserError(f"--config {spec!r}: get_config() of {path!r} takes no argument.") from None
 
 
 def parse_value(field: str, text: str, current):
