@@ -1,7 +1,7 @@
 """ModelConfig: the one frozen description of a model, validated at construction.
 
-Every check raises `ConfigError` with one sentence that names the field, the value
-given and what is allowed, so command-line tools can print it as-is and exit 2.
+Every check raises `ConfigError` with one sentence that names the field, the value given
+and what is allowed, so command-line tools can print it as-is and exit 2.
 """
 from __future__ import annotations
 
@@ -12,10 +12,8 @@ import jax
 import jax.numpy as jnp
 from flax.core import FrozenDict
 
-
-class ConfigError(ValueError):
-    """A configuration value that is not allowed; the message is one sentence for the user."""
-
+from lowrank_jax.attention import ATTENTIONS
+from lowrank_jax.validation import ConfigError, check_choice, check_kwargs, is_int, is_number, require
 
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16, "float16": jnp.float16,
           "float64": jnp.float64}
@@ -29,29 +27,6 @@ CHOICES = {
 }
 POSITIVE_INTS = ("vocab_size", "max_len", "d_model", "n_layers", "n_heads", "d_ff")
 BOOLS = ("use_bias", "tie_embeddings", "deterministic")
-
-
-def require(ok: bool, message: str) -> None:
-    if not ok:
-        raise ConfigError(message)
-
-
-def is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def check_choice(field: str, value: Any, allowed) -> None:
-    require(value in allowed,
-            f"{field}={value!r} is not allowed; choose one of {', '.join(map(repr, allowed))}.")
-
-
-def check_kwargs(owner: str, given: Mapping[str, Any], defaults: Mapping[str, Any]) -> dict:
-    """Fills defaults and refuses unknown keys; values are checked by their owner."""
-    unknown = sorted(set(given) - set(defaults))
-    if unknown:
-        allowed = ", ".join(sorted(defaults)) or "none"
-        raise ConfigError(f"{owner} got unknown key {unknown[0]!r}; allowed keys are {allowed}.")
-    return {**defaults, **given}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -98,11 +73,10 @@ class ModelConfig:
         require(self.d_model % self.n_heads == 0,
                 f"d_model={self.d_model} is not allowed with n_heads={self.n_heads}; "
                 "d_model must be divisible by n_heads.")
-        require(isinstance(self.dropout, (int, float)) and 0.0 <= self.dropout < 1.0,
+        require(is_number(self.dropout) and 0.0 <= self.dropout < 1.0,
                 f"dropout={self.dropout!r} is not allowed; it must be in [0, 1).")
-        require(isinstance(self.embed_init_std, (int, float)) and self.embed_init_std > 0,
+        require(is_number(self.embed_init_std) and self.embed_init_std > 0,
                 f"embed_init_std={self.embed_init_std!r} is not allowed; it must be positive.")
-        from lowrank_jax.attention import ATTENTIONS  # the registry imports this module
         check_choice("attention", self.attention, tuple(ATTENTIONS))
         require(isinstance(self.attention_kwargs, Mapping),
                 f"attention_kwargs={self.attention_kwargs!r} is not allowed; it must be a mapping.")

@@ -10,7 +10,8 @@ from flax import traverse_util
 
 from lowrank_jax.attention import ATTENTIONS
 from lowrank_jax.attention.core import ATTENTION_WEIGHTS, at_least_float32
-from lowrank_jax.config import ConfigError, ModelConfig
+from lowrank_jax.config import ModelConfig
+from lowrank_jax.validation import ConfigError
 from lowrank_jax.layers import FeedForward, make_norm
 
 

@@ -8,9 +8,14 @@ from __future__ import annotations
 import os
 from typing import Any
 
+import ml_collections
 import orbax.checkpoint as ocp
 from flax import traverse_util
 
+from lowrank_jax.model import GPT
+from lowrank_jax.training.config import check_train_config
+from lowrank_jax.training.optim import make_optimizer
+from lowrank_jax.training.state import abstract_state, make_mesh
 from train.errors import UserError
 
 CHECKPOINT_DIR = "checkpoints"
@@ -83,13 +88,6 @@ def explain_mismatch(saved: dict, current: dict, saved_shapes: dict, current_sha
 
 def load_latest(workdir: str):
     """(config, model config, params, step) of the newest checkpoint in `workdir`, on one device."""
-    import ml_collections
-
-    from lowrank_jax.training.config import check_train_config
-    from lowrank_jax.training.optim import make_optimizer
-    from lowrank_jax.training.state import abstract_state, make_mesh
-    from lowrank_jax.model import GPT
-
     if not os.path.isdir(os.path.join(workdir, CHECKPOINT_DIR)):
         raise UserError(f"workdir {workdir!r} holds no checkpoint; train one first with "
                         f"python -m train --workdir {workdir}.")

@@ -2,7 +2,7 @@
 import sys
 from contextlib import contextmanager
 
-from lowrank_jax.config import ConfigError
+from lowrank_jax.validation import ConfigError
 
 USAGE_EXIT = 2
 

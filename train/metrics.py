@@ -3,8 +3,13 @@ from __future__ import annotations
 
 import json
 import os
+import time
 
+import jax
+import numpy as np
 from tqdm import tqdm
+
+from lowrank_jax.training.step import summarize
 
 METRICS_FILE = "metrics.jsonl"
 
@@ -34,6 +39,42 @@ def read_metrics(workdir: str) -> list[dict]:
         return [json.loads(line) for line in f if line.strip()]
 
 
-def progress_bar(total: int, initial: int) -> tqdm:
-    # disable=None: a bar on a terminal, nothing in logs and pipes.
-    return tqdm(total=total, initial=initial, unit="step", dynamic_ncols=True, disable=None)
+class TrainLogger:
+    """Collects each call's metric sums (device arrays) and turns them into log records.
+
+    `close_window(step)` marks a log step; the window's sums are read only at the next
+    `flush()`, which the loop calls after dispatching the following call, so reading
+    metrics never stalls the device.
+    """
+
+    def __init__(self, workdir: str, start: int, total: int, schedule):
+        self.log = MetricsLog(workdir, start)
+        self.schedule = schedule
+        # disable=None: a bar on a terminal, nothing in logs and pipes.
+        self.bar = tqdm(total=total, initial=start, unit="step", dynamic_ncols=True, disable=None)
+        self.window, self.pending, self.last = [], None, {}
+        self.t_window = time.perf_counter()
+
+    def add(self, sums, steps: int) -> None:
+        self.window.append(sums)
+        self.bar.update(steps)
+
+    def close_window(self, step: int) -> None:
+        self.pending, self.window = (step, self.window), []
+
+    def flush(self) -> None:
+        if self.pending is None:
+            return
+        step, sums_list = self.pending
+        self.pending = None
+        totals = jax.tree.map(lambda *xs: np.sum(xs, axis=0), *jax.device_get(sums_list))
+        now = time.perf_counter()
+        self.last = {"step": step, **summarize(totals), "lr": float(self.schedule(step - 1)),
+                     "steps_per_second": float(totals["steps"]) / (now - self.t_window)}
+        self.t_window = now
+        self.log.write(self.last)
+        self.bar.set_postfix(loss=f"{self.last['loss']:.4f}", lr=f"{self.last['lr']:.2e}")
+
+    def close(self) -> None:
+        self.flush()
+        self.bar.close()

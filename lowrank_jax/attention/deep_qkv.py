@@ -16,6 +16,7 @@ import jax.numpy as jnp
 from flax import linen as nn
 
 from lowrank_jax.attention import core
+from lowrank_jax.validation import is_int, is_number, require
 
 if TYPE_CHECKING:
     from lowrank_jax.config import ModelConfig
@@ -42,11 +43,10 @@ class DeepQKVAttention(nn.Module):
 
     @staticmethod
     def check(cfg: "ModelConfig", kwargs: dict) -> None:
-        from lowrank_jax.config import is_int, require
         rank, temp, strict = kwargs["rank"], kwargs["temp"], kwargs["strict"]
         require(is_int(rank) and rank >= 1,
                 f"attention_kwargs.rank={rank!r} is not allowed; it must be a positive integer.")
-        require(isinstance(temp, (int, float)) and not isinstance(temp, bool) and temp >= 0,
+        require(is_number(temp) and temp >= 0,
                 f"attention_kwargs.temp={temp!r} is not allowed; it must be a number >= 0.")
         require(isinstance(strict, bool),
                 f"attention_kwargs.strict={strict!r} is not allowed; it must be true or false.")

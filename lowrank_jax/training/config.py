@@ -1,18 +1,13 @@
 """Checks a training config (ml_collections) and builds the ModelConfig and Task it names."""
 from __future__ import annotations
 
-from typing import Any
-
-from lowrank_jax.config import ConfigError, ModelConfig, check_choice, is_int, require
+from lowrank_jax.config import ModelConfig
 from lowrank_jax.tasks import TASKS, Task
+from lowrank_jax.validation import check_choice, is_int, is_number, require
 
 WEIGHT_DECAY_ON = ("all", "matrices")
 POSITIVE_INTS = ("steps", "batch_size", "log_every", "eval_every", "checkpoint_every",
                  "keep_checkpoints")
-
-
-def is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def check_train_config(config) -> tuple[ModelConfig, Task]:
@@ -57,5 +52,3 @@ def check_devices(config, available: int) -> int:
             "it must be a multiple of the device count.")
     return n
 
-
-__all__ = ["ConfigError", "check_devices", "check_train_config"]

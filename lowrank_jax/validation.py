@@ -1,0 +1,35 @@
+"""One-sentence validation errors shared by every config check in the package."""
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+
+class ConfigError(ValueError):
+    """A configuration value that is not allowed; the message is one sentence for the user."""
+
+
+def require(ok: bool, message: str) -> None:
+    if not ok:
+        raise ConfigError(message)
+
+
+def is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def check_choice(field: str, value: Any, allowed) -> None:
+    require(value in allowed,
+            f"{field}={value!r} is not allowed; choose one of {', '.join(map(repr, allowed))}.")
+
+
+def check_kwargs(owner: str, given: Mapping[str, Any], defaults: Mapping[str, Any]) -> dict:
+    """Fills defaults and refuses unknown keys; values are checked by their owner."""
+    unknown = sorted(set(given) - set(defaults))
+    if unknown:
+        allowed = ", ".join(sorted(defaults)) or "none"
+        raise ConfigError(f"{owner} got unknown key {unknown[0]!r}; allowed keys are {allowed}.")
+    return {**defaults, **given}
