@@ -36,10 +36,10 @@ ACT = {"relu": lambda x: np.maximum(x, 0), "gelu": gelu}
 NORM = {"layernorm": layer_norm, "rmsnorm": rms_norm}
 
 
-def causal_softmax_attention(q, k, v):
-    """q, k, v (B, L, H, D) -> out (B, L, H, D), probs (B, H, L, L)."""
-    d = q.shape[-1]
-    scores = np.einsum("blhd,bshd->bhls", q, k) / np.sqrt(d)
+def causal_softmax_attention(q, k, v, d_scale=None):
+    """q, k (B, L, H, R), v (B, L, H, D) -> out (B, L, H, D), probs (B, H, L, L).
+    Scores are divided by sqrt(d_scale), by default sqrt(R)."""
+    scores = np.einsum("blhd,bshd->bhls", q, k) / np.sqrt(d_scale or q.shape[-1])
     length = q.shape[1]
     scores = np.where(np.tril(np.ones((length, length), bool)), scores, -np.inf)
     probs = softmax(scores)
@@ -76,7 +76,15 @@ def deep_qkv_attention(p, x, cfg):
     return merge_heads(p["out"], out), probs
 
 
-ATTENTION = {"standard": standard_attention, "deep_qkv": deep_qkv_attention}
+def lowrank_qk_attention(p, x, cfg):
+    """Seed 000, unfolded: Q' = (x W_q + b_q) U, K' = (x W_k + b_k) U, scores / sqrt(d_k)."""
+    q, k, v = (project_heads(p[n], x) for n in ("query", "key", "value"))
+    out, probs = causal_softmax_attention(q @ p["U"], k @ p["U"], v, d_scale=cfg.d_head)
+    return merge_heads(p["out"], out), probs
+
+
+ATTENTION = {"standard": standard_attention, "deep_qkv": deep_qkv_attention,
+             "lowrank_qk": lowrank_qk_attention}
 
 
 def dense(p, x):

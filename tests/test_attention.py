@@ -22,6 +22,7 @@ RTOL = 1e-5
 VARIANT_KWARGS = {
     "standard": [{}],
     "deep_qkv": [{"rank": 3, "temp": 1.0, "strict": False}, {"rank": 2, "temp": 0.5, "strict": True}],
+    "lowrank_qk": [{"r": 2}, {"r": 4}],
 }
 CASES = [(name, kw) for name, kws in VARIANT_KWARGS.items() for kw in kws]
 
@@ -96,3 +97,26 @@ def test_bfloat16_compute_stays_close_to_float32(name, kwargs):
     assert half.dtype == jnp.float32
     assert not np.array_equal(half, full)  # the compute really ran in bfloat16
     np.testing.assert_allclose(half, full, atol=0.05 * float(jnp.abs(full).max()))
+
+
+def test_lowrank_qk_folded_equals_unfolded_and_scores_have_rank_r():
+    cfg = small_config(attention="lowrank_qk", attention_kwargs={"r": 2}, n_layers=1)
+    module = ATTENTIONS["lowrank_qk"](cfg)
+    x_BLE = jax.random.normal(jax.random.key(9), (2, 12, cfg.d_model))
+    params = module.init(jax.random.key(10), x_BLE)["params"]
+    y_folded, captured = module.apply({"params": params}, x_BLE, capture_intermediates=True)
+    q_BLHR, k_BLHR = (captured["intermediates"][n]["__call__"][0] for n in ("query", "key"))
+    chex.assert_shape(q_BLHR, (2, 12, cfg.n_heads, 2))  # the folded projection is r wide
+
+    def unfolded(p, x):
+        head = lambda n: jnp.einsum("ble,ehd->blhd", x, p[n]["kernel"]) + p[n]["bias"]
+        q, k, v = head("query"), head("key"), head("value")
+        scores = jnp.einsum("blhr,bshr->bhls", q @ p["U"], k @ p["U"]) / jnp.sqrt(cfg.d_head)
+        scores = jnp.where(jnp.tril(jnp.ones((12, 12), bool)), scores, -jnp.inf)
+        out = jnp.einsum("bhls,bshd->blhd", jax.nn.softmax(scores), v)
+        return jnp.einsum("blhd,hde->ble", out, p["out"]["kernel"]) + p["out"]["bias"]
+
+    np.testing.assert_allclose(y_folded, unfolded(params, x_BLE), rtol=1e-5, atol=1e-6)
+    scores_BHLL = np.einsum("blhr,bshr->bhls", np.float64(q_BLHR), np.float64(k_BLHR))
+    ranks = np.linalg.matrix_rank(scores_BHLL, tol=1e-6 * np.abs(scores_BHLL).max())
+    assert ranks.max() <= 2 and ranks.shape == (2, cfg.n_heads)

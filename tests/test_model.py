@@ -9,7 +9,7 @@ from lowrank_jax.attention.standard import can_use_cudnn
 
 from conftest import small_config
 
-CAUSAL = [("standard", {}), ("deep_qkv", {}), ("deep_qkv", {"strict": True})]
+CAUSAL = [("standard", {}), ("deep_qkv", {}), ("deep_qkv", {"strict": True}), ("lowrank_qk", {"r": 2})]
 SORTER = dict(vocab_size=4, max_len=7, d_model=6, n_layers=1, n_heads=2, d_ff=6,
               attention="deep_qkv", activation="relu", use_bias=False, embed_init_std=1.0)
 

@@ -4,11 +4,13 @@ Each entry is a Linen module class built as `cls(cfg)` and called on x (B, L, E)
 declares DEFAULTS (its attention_kwargs) and check(cfg, kwargs) (their validation).
 """
 from lowrank_jax.attention.deep_qkv import DeepQKVAttention
+from lowrank_jax.attention.lowrank_qk import LowRankQKAttention
 from lowrank_jax.attention.standard import StandardAttention
 
 ATTENTIONS = {
     "standard": StandardAttention,
     "deep_qkv": DeepQKVAttention,
+    "lowrank_qk": LowRankQKAttention,
 }
 
-__all__ = ["ATTENTIONS", "DeepQKVAttention", "StandardAttention"]
+__all__ = ["ATTENTIONS", "DeepQKVAttention", "LowRankQKAttention", "StandardAttention"]

@@ -5,6 +5,8 @@ D head width, E model width.
 """
 from __future__ import annotations
 
+from typing import Any
+
 import jax
 import jax.numpy as jnp
 from flax import linen as nn
@@ -16,11 +18,33 @@ torch_linear_init = nn.initializers.variance_scaling(1 / 3, "fan_in", "uniform")
 ATTENTION_WEIGHTS = "attention_weights"
 
 
-def qkv_projection(cfg, name: str) -> nn.Module:
-    """x (B, L, E) -> (B, L, H, D) for one of query/key/value."""
-    return nn.DenseGeneral(features=(cfg.n_heads, cfg.d_head), use_bias=cfg.use_bias,
-                           kernel_init=torch_linear_init, dtype=cfg.compute_dtype,
-                           param_dtype=cfg.params_dtype, name=name)
+# The (E, H, D) kernel's fan-in is E, as for the (E, H*D) matrix it stands for.
+head_kernel_init = nn.initializers.variance_scaling(1 / 3, "fan_in", "uniform", in_axis=0,
+                                                    out_axis=(1, 2))
+
+
+class HeadProjection(nn.Module):
+    """x (B, L, E) -> (B, L, H, D) for one of query/key/value.
+
+    `fold_DR` (D, r) right-multiplies kernel and bias before they meet x: x (W U) + b U
+    equals (x W + b) U, at r/D of the cost of projecting to D and then to r.
+    """
+
+    cfg: Any
+
+    @nn.compact
+    def __call__(self, x_BLE: jax.Array, fold_DR: jax.Array | None = None) -> jax.Array:
+        cfg = self.cfg
+        kernel_EHD = self.param("kernel", head_kernel_init, (cfg.d_model, cfg.n_heads, cfg.d_head),
+                                cfg.params_dtype)
+        bias_HD = (self.param("bias", nn.initializers.zeros, (cfg.n_heads, cfg.d_head),
+                              cfg.params_dtype) if cfg.use_bias else None)
+        if fold_DR is not None:
+            kernel_EHD = jnp.einsum("ehd,dr->ehr", kernel_EHD, fold_DR)
+            bias_HD = None if bias_HD is None else bias_HD @ fold_DR
+        dtype = cfg.compute_dtype
+        y_BLHD = jnp.einsum("ble,ehd->blhd", x_BLE.astype(dtype), kernel_EHD.astype(dtype))
+        return y_BLHD if bias_HD is None else y_BLHD + bias_HD.astype(dtype)
 
 
 def output_projection(cfg, use_bias: bool, kernel_init=torch_linear_init) -> nn.Module:

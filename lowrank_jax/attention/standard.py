@@ -40,7 +40,8 @@ class StandardAttention(nn.Module):
     def __call__(self, x_BLE: jax.Array) -> jax.Array:
         cfg = self.cfg
         chex.assert_rank(x_BLE, 3)
-        q_BLHD, k_BLHD, v_BLHD = (core.qkv_projection(cfg, n)(x_BLE) for n in ("query", "key", "value"))
+        q_BLHD, k_BLHD, v_BLHD = (core.HeadProjection(cfg, name=n)(x_BLE)
+                                  for n in ("query", "key", "value"))
         if can_use_cudnn(cfg.compute_dtype, cfg.d_head) and not core.wants_weights(self):
             out_BLHD = jax.nn.dot_product_attention(q_BLHD, k_BLHD, v_BLHD, is_causal=True,
                                                     implementation="cudnn")

@@ -1,0 +1,49 @@
+"""Low-rank QK attention (seed 000): queries and keys pass through one shared U (d_k x r).
+
+    Q' = Q U,  K' = K U,  scores = Q' K'^T / sqrt(d_k),  out = softmax(scores + causal) V
+
+U is learnable, shared by every head, and starts orthonormal. U is folded into the
+projections (x (W_q,h U)), so the score matmul and the key cache are r wide instead
+of d_k; the function is the same. The scores are still an L x L matrix: the cost is
+O(L^2 r), not the O(L r) the seed states.
+"""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, ClassVar
+
+import chex
+import jax
+from flax import linen as nn
+
+from lowrank_jax.attention import core
+from lowrank_jax.validation import is_int, require
+
+if TYPE_CHECKING:
+    from lowrank_jax.config import ModelConfig
+
+
+class LowRankQKAttention(nn.Module):
+    cfg: "ModelConfig"
+
+    DEFAULTS: ClassVar[dict] = {"r": None}
+
+    @staticmethod
+    def check(cfg: "ModelConfig", kwargs: dict) -> None:
+        r = kwargs["r"]
+        require(is_int(r) and 1 <= r <= cfg.d_head,
+                f"attention_kwargs.r={r!r} is not allowed; lowrank_qk needs an integer rank "
+                f"from 1 to d_head={cfg.d_head} (d_model / n_heads).")
+
+    @nn.compact
+    def __call__(self, x_BLE: jax.Array) -> jax.Array:
+        cfg = self.cfg
+        chex.assert_rank(x_BLE, 3)
+        U_DR = self.param("U", nn.initializers.orthogonal(), (cfg.d_head, cfg.attention_kwargs["r"]),
+                          cfg.params_dtype)
+        q_BLHR = core.HeadProjection(cfg, name="query")(x_BLE, U_DR)
+        k_BLHR = core.HeadProjection(cfg, name="key")(x_BLE, U_DR)
+        v_BLHD = core.HeadProjection(cfg, name="value")(x_BLE)
+        out_BLHD, probs_BHLL = core.softmax_attention(
+            q_BLHR, k_BLHR, v_BLHD, core.causal_mask_LS(x_BLE.shape[1]), cfg.d_head ** -0.5)
+        core.sow_weights(self, probs_BHLL)
+        return core.output_projection(cfg, cfg.use_bias)(out_BLHD)
