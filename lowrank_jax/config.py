@@ -20,7 +20,7 @@ DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16, "float16": jnp.float
 CHOICES = {
     "norm": ("layernorm", "rmsnorm"),
     "norm_position": ("pre", "post"),
-    "ffn": ("dense",),
+    "ffn": ("dense", "lowrank"),
     "activation": ("relu", "gelu"),
     "dtype": tuple(DTYPES),
     "param_dtype": tuple(DTYPES),
@@ -44,6 +44,7 @@ class ModelConfig:
     norm: str = "layernorm"
     norm_position: str = "pre"
     ffn: str = "dense"
+    ffn_rank: Any = None  # the rank of both factorized FFN matrices when ffn="lowrank"
     activation: str = "gelu"
     dropout: float = 0.0
     use_bias: bool = True
@@ -65,6 +66,11 @@ class ModelConfig:
         for field in BOOLS:
             value = getattr(self, field)
             require(isinstance(value, bool), f"{field}={value!r} is not allowed; it must be true or false.")
+        if self.ffn == "lowrank":
+            largest = min(self.d_model, self.d_ff)
+            require(is_int(self.ffn_rank) and 1 <= self.ffn_rank <= largest,
+                    f"ffn_rank={self.ffn_rank!r} is not allowed with ffn='lowrank'; it must be an "
+                    f"integer from 1 to min(d_model, d_ff)={largest}.")
         for field in ("dtype", "param_dtype"):
             # Without x64 mode JAX would silently compute in float32.
             require(getattr(self, field) != "float64" or jax.config.jax_enable_x64,

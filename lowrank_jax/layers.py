@@ -1,9 +1,10 @@
 """Building blocks shared by every model: norms and the feed-forward network."""
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import jax
+import jax.numpy as jnp
 from flax import linen as nn
 
 from lowrank_jax.attention.core import torch_linear_init
@@ -14,6 +15,7 @@ if TYPE_CHECKING:
 # PyTorch's LayerNorm epsilon; the seeds train with it.
 NORM_EPS = 1e-5
 ACTIVATIONS = {"relu": jax.nn.relu, "gelu": jax.nn.gelu}
+v_init = nn.initializers.variance_scaling(1 / 3, "fan_in", "uniform", in_axis=1, out_axis=0)
 
 
 def make_norm(cfg: "ModelConfig", name: str) -> nn.Module:
@@ -28,13 +30,39 @@ def dense(cfg: "ModelConfig", features: int, name: str) -> nn.Module:
                     dtype=cfg.compute_dtype, param_dtype=cfg.params_dtype, name=name)
 
 
+class LowRankLinear(nn.Module):
+    """y = x W with W = U V^T (seed 003): U (d_in x r), V (d_out x r), no bias.
+
+    x U V^T costs r (d_in + d_out) per token instead of d_in d_out, and so do the parameters.
+    """
+
+    features: int
+    rank: int
+    dtype: Any = jnp.float32
+    param_dtype: Any = jnp.float32
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        # Each factor keeps PyTorch's fan-in scaling: U by d_in, V by r.
+        U = self.param("U", torch_linear_init, (x.shape[-1], self.rank), self.param_dtype)
+        V = self.param("V", v_init, (self.features, self.rank), self.param_dtype)
+        x = x.astype(self.dtype)
+        return (x @ U.astype(self.dtype)) @ V.T.astype(self.dtype)
+
+
+def ffn_layer(cfg: "ModelConfig", features: int, name: str) -> nn.Module:
+    if cfg.ffn == "lowrank":
+        return LowRankLinear(features, cfg.ffn_rank, cfg.compute_dtype, cfg.params_dtype, name=name)
+    return dense(cfg, features, name)
+
+
 class FeedForward(nn.Module):
-    """down(act(up(x))): E -> d_ff -> E."""
+    """down(act(up(x))): E -> d_ff -> E, dense or factorized (ffn="lowrank")."""
 
     cfg: "ModelConfig"
 
     @nn.compact
     def __call__(self, x_BLE: jax.Array) -> jax.Array:
         cfg = self.cfg
-        h_BLF = ACTIVATIONS[cfg.activation](dense(cfg, cfg.d_ff, "up")(x_BLE))
-        return dense(cfg, cfg.d_model, "down")(h_BLF)
+        h_BLF = ACTIVATIONS[cfg.activation](ffn_layer(cfg, cfg.d_ff, "up")(x_BLE))
+        return ffn_layer(cfg, cfg.d_model, "down")(h_BLF)

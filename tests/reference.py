@@ -92,6 +92,15 @@ def dense(p, x):
     return out + p["bias"] if "bias" in p else out
 
 
+def lowrank_linear(p, x):
+    """Seed 003: x W with W = U V^T."""
+    return x @ (p["U"] @ p["V"].T)
+
+
+def ffn_layer(p, x):
+    return lowrank_linear(p, x) if "U" in p else dense(p, x)
+
+
 def gpt(params, tokens, cfg):
     """Logits (B, L, V) of the GPT in float64, dropout off."""
     p = f64(params)
@@ -101,7 +110,7 @@ def gpt(params, tokens, cfg):
     for i in range(cfg.n_layers):
         b = p[f"block_{i}"]
         attn = lambda h: ATTENTION[cfg.attention](b["attention"], h, cfg)[0]
-        ffn = lambda h: dense(b["ffn"]["down"], ACT[cfg.activation](dense(b["ffn"]["up"], h)))
+        ffn = lambda h: ffn_layer(b["ffn"]["down"], ACT[cfg.activation](ffn_layer(b["ffn"]["up"], h)))
         for f, n in ((attn, "norm1"), (ffn, "norm2")):
             if cfg.norm_position == "pre":
                 x = x + f(norm(b[n], x))

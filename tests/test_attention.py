@@ -13,6 +13,7 @@ import pytest
 from absl.testing import parameterized
 
 from lowrank_jax import ATTENTIONS, GPT
+from lowrank_jax.layers import LowRankLinear
 from lowrank_jax.model import apply_with_attention
 
 import reference
@@ -120,3 +121,29 @@ def test_lowrank_qk_folded_equals_unfolded_and_scores_have_rank_r():
     scores_BHLL = np.einsum("blhr,bshr->bhls", np.float64(q_BLHR), np.float64(k_BLHR))
     ranks = np.linalg.matrix_rank(scores_BHLL, tol=1e-6 * np.abs(scores_BHLL).max())
     assert ranks.max() <= 2 and ranks.shape == (2, cfg.n_heads)
+
+
+def test_lowrank_linear_is_x_U_Vt_of_rank_r():
+    with x64():
+        layer = LowRankLinear(features=12, rank=3, dtype=jnp.float64, param_dtype=jnp.float64)
+        x = jax.random.normal(jax.random.key(11), (4, 5, 10), jnp.float64)
+        params = layer.init(jax.random.key(12), x)["params"]
+        y = layer.apply({"params": params}, x)
+    assert set(params) == {"U", "V"} and params["U"].shape == (10, 3) and params["V"].shape == (12, 3)
+    np.testing.assert_allclose(y, reference.lowrank_linear(reference.f64(params), np.asarray(x)),
+                               rtol=RTOL)
+    assert np.linalg.matrix_rank(np.asarray(params["U"]) @ np.asarray(params["V"]).T) == 3
+
+
+@pytest.mark.parametrize("activation", ["gelu", "relu"])
+def test_gpt_with_factorized_ffn_and_rmsnorm_matches_reference(activation):
+    with x64():
+        cfg = float64_config(ffn="lowrank", ffn_rank=3, norm="rmsnorm", activation=activation,
+                             use_bias=False)
+        tokens_BL = jax.random.randint(jax.random.key(13), (2, 12), 0, cfg.vocab_size)
+        model = GPT(cfg)
+        params = model.init(jax.random.key(14), tokens_BL)["params"]
+        logits = model.apply({"params": params}, tokens_BL)
+        expected = reference.gpt(params, np.asarray(tokens_BL), cfg)
+    assert set(params["block_0"]["ffn"]["up"]) == {"U", "V"}
+    np.testing.assert_allclose(logits, expected, rtol=RTOL)
