@@ -2,7 +2,7 @@
 from lowrank_jax.attention import ATTENTIONS
 from lowrank_jax.config import ModelConfig
 from lowrank_jax.validation import ConfigError
-from lowrank_jax.model import GPT, count_parameters, parameter_groups
+from lowrank_jax.model import GPT, Classifier, count_parameters, parameter_groups
 
-__all__ = ["ATTENTIONS", "ConfigError", "GPT", "ModelConfig", "count_parameters",
+__all__ = ["ATTENTIONS", "Classifier", "ConfigError", "GPT", "ModelConfig", "count_parameters",
            "parameter_groups"]

@@ -26,7 +26,7 @@ CHOICES = {
     "param_dtype": tuple(DTYPES),
 }
 POSITIVE_INTS = ("vocab_size", "max_len", "d_model", "n_layers", "n_heads", "d_ff")
-BOOLS = ("use_bias", "tie_embeddings", "deterministic")
+BOOLS = ("causal", "use_bias", "tie_embeddings", "deterministic")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -40,6 +40,8 @@ class ModelConfig:
     n_heads: int = 4
     d_ff: int = 1024
     attention: str = "standard"
+    # False: an encoder (every position sees every other), e.g. under a classifier head.
+    causal: bool = True
     attention_kwargs: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     norm: str = "layernorm"
     norm_position: str = "pre"
@@ -66,7 +68,7 @@ class ModelConfig:
         for field in BOOLS:
             value = getattr(self, field)
             require(isinstance(value, bool), f"{field}={value!r} is not allowed; it must be true or false.")
-        if self.ffn == "lowrank":
+        if self.ffn == "lowrank":  # ffn_rank is ignored by the dense FFN
             largest = min(self.d_model, self.d_ff)
             require(is_int(self.ffn_rank) and 1 <= self.ffn_rank <= largest,
                     f"ffn_rank={self.ffn_rank!r} is not allowed with ffn='lowrank'; it must be an "
@@ -89,7 +91,7 @@ class ModelConfig:
         variant = ATTENTIONS[self.attention]
         kwargs = check_kwargs(f"attention_kwargs for {self.attention!r}",
                               self.attention_kwargs, variant.DEFAULTS)
-        variant.check(self, kwargs)
+        kwargs = variant.resolve(self, kwargs)
         # Frozen and hashable, so a config can be a static argument of jit.
         object.__setattr__(self, "attention_kwargs", FrozenDict(kwargs))
 

@@ -1,14 +1,17 @@
 """The GPT decoder: embeddings, N blocks of (attention, feed-forward), final norm, LM head."""
 from __future__ import annotations
 
+import functools
 from collections import Counter
+from typing import Any
 
 import chex
 import jax
+import jax.numpy as jnp
 from flax import linen as nn
 from flax import traverse_util
 
-from lowrank_jax.attention import ATTENTIONS
+from lowrank_jax.attention import ATTENTIONS, layer_shared_module
 from lowrank_jax.attention.core import ATTENTION_WEIGHTS, at_least_float32
 from lowrank_jax.config import ModelConfig
 from lowrank_jax.validation import ConfigError
@@ -19,11 +22,15 @@ class Block(nn.Module):
     """x + attn(norm(x)), then x + ffn(norm(x)) (pre-norm), or norm(x + f(x)) (post-norm)."""
 
     cfg: ModelConfig
+    shared: Any = None  # a module every layer's attention shares, if the variant has one
 
     @nn.compact
-    def __call__(self, x_BLE: jax.Array) -> jax.Array:
+    def __call__(self, x_BLE: jax.Array, padding_mask_BL: jax.Array | None = None) -> jax.Array:
         cfg = self.cfg
-        sublayers = ((ATTENTIONS[cfg.attention](cfg, name="attention"), make_norm(cfg, "norm1")),
+        extra = {} if self.shared is None else {"shared": self.shared}
+        attention = ATTENTIONS[cfg.attention](cfg, name="attention", **extra)
+        sublayers = ((functools.partial(attention, padding_mask_BL=padding_mask_BL),
+                      make_norm(cfg, "norm1")),
                      (FeedForward(cfg, name="ffn"), make_norm(cfg, "norm2")))
         for sublayer, norm in sublayers:
             if cfg.norm_position == "pre":
@@ -36,30 +43,46 @@ class Block(nn.Module):
         return nn.Dropout(self.cfg.dropout)(x, deterministic=self.cfg.deterministic)
 
 
+def encode(module: nn.Module, cfg: ModelConfig, tokens_BL, padding_mask_BL):
+    """The trunk every head shares: embeddings, the blocks, the final norm.
+
+    Called inside a head's compact __call__, so its parameters sit at the top level of
+    that head (token_embed, pos_embed, block_i, final_norm). Returns (x_BLE, token_embed).
+    """
+    chex.assert_rank(tokens_BL, 2)
+    length = tokens_BL.shape[1]
+    if length > cfg.max_len:
+        raise ConfigError(f"a sequence of length {length} is longer than max_len={cfg.max_len}; "
+                          "pass at most max_len tokens or build the model with a larger max_len.")
+    if padding_mask_BL is not None:
+        chex.assert_shape(padding_mask_BL, tokens_BL.shape)
+        padding_mask_BL = padding_mask_BL.astype(bool)
+    embed_init = nn.initializers.normal(cfg.embed_init_std)
+    token_embed = nn.Embed(cfg.vocab_size, cfg.d_model, embedding_init=embed_init,
+                           dtype=cfg.compute_dtype, param_dtype=cfg.params_dtype,
+                           name="token_embed")
+    pos_embed_LE = module.param("pos_embed", embed_init, (cfg.max_len, cfg.d_model),
+                                cfg.params_dtype)
+    x_BLE = token_embed(tokens_BL) + pos_embed_LE[:length].astype(cfg.compute_dtype)
+    x_BLE = nn.Dropout(cfg.dropout)(x_BLE, deterministic=cfg.deterministic)
+    shared = layer_shared_module(cfg)
+    for i in range(cfg.n_layers):
+        x_BLE = Block(cfg, shared, name=f"block_{i}")(x_BLE, padding_mask_BL)
+    return make_norm(cfg, "final_norm")(x_BLE), token_embed
+
+
 class GPT(nn.Module):
-    """tokens int32 (B, L) -> logits (B, L, vocab_size), float32 (float64 in float64 mode)."""
+    """tokens int32 (B, L) -> logits (B, L, vocab_size), float32 (float64 in float64 mode).
+
+    `padding_mask_BL` (True for real tokens) hides padded positions from every query.
+    """
 
     cfg: ModelConfig
 
     @nn.compact
-    def __call__(self, tokens_BL: jax.Array) -> jax.Array:
+    def __call__(self, tokens_BL: jax.Array, padding_mask_BL: jax.Array | None = None) -> jax.Array:
         cfg = self.cfg
-        chex.assert_rank(tokens_BL, 2)
-        length = tokens_BL.shape[1]
-        if length > cfg.max_len:
-            raise ConfigError(f"a sequence of length {length} is longer than max_len={cfg.max_len}; "
-                              "pass at most max_len tokens or build the model with a larger max_len.")
-        embed_init = nn.initializers.normal(cfg.embed_init_std)
-        token_embed = nn.Embed(cfg.vocab_size, cfg.d_model, embedding_init=embed_init,
-                               dtype=cfg.compute_dtype, param_dtype=cfg.params_dtype,
-                               name="token_embed")
-        pos_embed_LE = self.param("pos_embed", embed_init, (cfg.max_len, cfg.d_model),
-                                  cfg.params_dtype)
-        x_BLE = token_embed(tokens_BL) + pos_embed_LE[:length].astype(cfg.compute_dtype)
-        x_BLE = nn.Dropout(cfg.dropout)(x_BLE, deterministic=cfg.deterministic)
-        for i in range(cfg.n_layers):
-            x_BLE = Block(cfg, name=f"block_{i}")(x_BLE)
-        x_BLE = make_norm(cfg, "final_norm")(x_BLE)
+        x_BLE, token_embed = encode(self, cfg, tokens_BL, padding_mask_BL)
         if cfg.tie_embeddings:
             logits_BLV = token_embed.attend(x_BLE)
         else:
@@ -69,12 +92,32 @@ class GPT(nn.Module):
         return logits_BLV.astype(at_least_float32(cfg.compute_dtype))
 
 
+class Classifier(nn.Module):
+    """tokens (B, L) -> class logits (B, num_classes): the trunk, a mean over the real
+    tokens, then a linear layer. Build it with `causal=False` for an encoder."""
+
+    cfg: ModelConfig
+    num_classes: int
+
+    @nn.compact
+    def __call__(self, tokens_BL: jax.Array, padding_mask_BL: jax.Array | None = None) -> jax.Array:
+        cfg = self.cfg
+        x_BLE, _ = encode(self, cfg, tokens_BL, padding_mask_BL)
+        real_BL = jnp.ones(tokens_BL.shape, bool) if padding_mask_BL is None else padding_mask_BL
+        weights_BL1 = real_BL[..., None].astype(x_BLE.dtype)
+        pooled_BE = (x_BLE * weights_BL1).sum(1) / jnp.maximum(weights_BL1.sum(1), 1)
+        logits_BC = nn.Dense(self.num_classes, dtype=cfg.compute_dtype,
+                             param_dtype=cfg.params_dtype, name="classifier")(pooled_BE)
+        return logits_BC.astype(at_least_float32(cfg.compute_dtype))
+
+
 def parameter_groups(params) -> dict[str, int]:
     """Parameter counts by role: token_embed, pos_embed, attention, ffn, norms, lm_head."""
     counts = Counter()
     for path, leaf in traverse_util.flatten_dict(params).items():
         role = next((p for p in path if p in ("attention", "ffn", "token_embed", "pos_embed",
-                                              "lm_head")), None)
+                                              "lm_head", "classifier")), None)
+        role = "attention" if path[0] == "linformer_shared" else role
         counts[role or "norms"] += leaf.size
     return dict(counts)
 
@@ -83,7 +126,7 @@ def count_parameters(params) -> int:
     return sum(leaf.size for leaf in jax.tree.leaves(params))
 
 
-def apply_with_attention(model: GPT, params, tokens_BL: jax.Array):
+def apply_with_attention(model: nn.Module, params, tokens_BL: jax.Array):
     """Logits and every layer's attention weights [(B, H, L, S)] read from the sown intermediates."""
     logits_BLV, state = model.apply({"params": params}, tokens_BL, mutable=["intermediates"])
     blocks = state["intermediates"]

@@ -36,12 +36,19 @@ ACT = {"relu": lambda x: np.maximum(x, 0), "gelu": gelu}
 NORM = {"layernorm": layer_norm, "rmsnorm": rms_norm}
 
 
-def causal_softmax_attention(q, k, v, d_scale=None):
+def softmax_attention(q, k, v, causal=True, padding_mask=None, d_scale=None):
     """q, k (B, L, H, R), v (B, L, H, D) -> out (B, L, H, D), probs (B, H, L, L).
-    Scores are divided by sqrt(d_scale), by default sqrt(R)."""
+    Scores are divided by sqrt(d_scale), by default sqrt(R). Query i sees key j when
+    (j <= i or not causal) and j is a real token; it always sees itself."""
     scores = np.einsum("blhd,bshd->bhls", q, k) / np.sqrt(d_scale or q.shape[-1])
-    length = q.shape[1]
-    scores = np.where(np.tril(np.ones((length, length), bool)), scores, -np.inf)
+    batch, length = q.shape[:2]
+    visible = np.ones((batch, 1, length, length), bool)
+    if causal:
+        visible &= np.tril(np.ones((length, length), bool))
+    if padding_mask is not None:
+        visible &= padding_mask[:, None, None, :].astype(bool)
+    visible |= np.eye(length, dtype=bool)
+    scores = np.where(visible, scores, -np.inf)
     probs = softmax(scores)
     return np.einsum("bhls,bshd->blhd", probs, v), probs
 
@@ -56,9 +63,9 @@ def merge_heads(p, o):
     return out + p["bias"] if "bias" in p else out
 
 
-def standard_attention(p, x, cfg):
+def standard_attention(p, x, cfg, padding_mask=None):
     q, k, v = (project_heads(p[n], x) for n in ("query", "key", "value"))
-    out, probs = causal_softmax_attention(q, k, v)
+    out, probs = softmax_attention(q, k, v, cfg.causal, padding_mask)
     return merge_heads(p["out"], out), probs
 
 
@@ -68,23 +75,70 @@ def deep_qkv_weight(p, name, temp, strict):
     return W if strict else p[f"{name}_base"] * W
 
 
-def deep_qkv_attention(p, x, cfg):
+def deep_qkv_attention(p, x, cfg, padding_mask=None):
     kw = cfg.attention_kwargs
     q, k, v = (np.einsum("ble,hed->blhd", x, deep_qkv_weight(p, n, kw["temp"], kw["strict"]))
                for n in ("query", "key", "value"))
-    out, probs = causal_softmax_attention(q, k, v)
+    out, probs = softmax_attention(q, k, v, cfg.causal, padding_mask)
     return merge_heads(p["out"], out), probs
 
 
-def lowrank_qk_attention(p, x, cfg):
+def lowrank_qk_attention(p, x, cfg, padding_mask=None):
     """Seed 000, unfolded: Q' = (x W_q + b_q) U, K' = (x W_k + b_k) U, scores / sqrt(d_k)."""
     q, k, v = (project_heads(p[n], x) for n in ("query", "key", "value"))
-    out, probs = causal_softmax_attention(q @ p["U"], k @ p["U"], v, d_scale=cfg.d_head)
+    out, probs = softmax_attention(q @ p["U"], k @ p["U"], v, cfg.causal, padding_mask,
+                                   d_scale=cfg.d_head)
+    return merge_heads(p["out"], out), probs
+
+
+def linformer_attention(p, x, cfg, padding_mask=None, shared_E=None):
+    """Seed 002 from its definition, one query at a time (independent of the block algebra).
+
+    Bidirectional: K' = E[:L]^T K, V' = F[:L]^T V; each query attends to the k rows.
+    Causal: query i sees E_j^T K_j for every block j before its own, then K[start..i].
+    """
+    kw = cfg.attention_kwargs
+    q, k, v = (project_heads(p[n], x) for n in ("query", "key", "value"))
+    if padding_mask is not None:
+        k, v = k * padding_mask[:, :, None, None], v * padding_mask[:, :, None, None]
+    E = shared_E if kw["sharing"] == "layerwise" else p["E"]
+    F = E if kw["sharing"] in ("kv", "layerwise") else p["F"]
+    batch, length, heads, d = q.shape
+    out = np.zeros_like(v)
+    if kw["causal"]:  # the slots of the blocks this input has, then one block of local keys
+        n_slots_all = -(-length // kw["block_size"]) * kw["block_slots"]
+        width = n_slots_all + kw["block_size"]
+    else:
+        width = kw["k"]
+    probs = np.zeros((batch, heads, length, width))
+    for h in range(heads):
+        Eh, Fh = (P[h] if P.ndim == 3 else P for P in (E, F))
+        for bi in range(batch):
+            for i in range(length):
+                if not kw["causal"]:
+                    keys, values = Eh[:length].T @ k[bi, :, h], Fh[:length].T @ v[bi, :, h]
+                else:
+                    size = kw["block_size"]
+                    start = i // size * size
+                    keys = [Eh[j:j + size].T @ k[bi, j:j + size, h] for j in range(0, start, size)]
+                    values = [Fh[j:j + size].T @ v[bi, j:j + size, h] for j in range(0, start, size)]
+                    own = [j for j in range(start, i + 1)
+                           if j == i or padding_mask is None or padding_mask[bi, j]]
+                    keys = np.concatenate(keys + [k[bi, own, h]])
+                    values = np.concatenate(values + [v[bi, own, h]])
+                w = softmax(keys @ q[bi, i, h] / np.sqrt(d))
+                out[bi, i, h] = w @ values
+                if kw["causal"]:  # slots of completed blocks, then the own block's keys
+                    n_slots = start // kw["block_size"] * kw["block_slots"]
+                    probs[bi, h, i, :n_slots] = w[:n_slots]
+                    probs[bi, h, i, n_slots_all + np.array(own) - start] = w[n_slots:]
+                else:
+                    probs[bi, h, i] = w
     return merge_heads(p["out"], out), probs
 
 
 ATTENTION = {"standard": standard_attention, "deep_qkv": deep_qkv_attention,
-             "lowrank_qk": lowrank_qk_attention}
+             "lowrank_qk": lowrank_qk_attention, "linformer": linformer_attention}
 
 
 def dense(p, x):
@@ -101,22 +155,36 @@ def ffn_layer(p, x):
     return lowrank_linear(p, x) if "U" in p else dense(p, x)
 
 
-def gpt(params, tokens, cfg):
-    """Logits (B, L, V) of the GPT in float64, dropout off."""
-    p = f64(params)
+def trunk(p, tokens, cfg, padding_mask=None):
+    """Embeddings, blocks and final norm in float64, dropout off."""
     length = tokens.shape[1]
     x = p["token_embed"]["embedding"][tokens] + p["pos_embed"][:length]
     norm = NORM[cfg.norm]
     for i in range(cfg.n_layers):
         b = p[f"block_{i}"]
-        attn = lambda h: ATTENTION[cfg.attention](b["attention"], h, cfg)[0]
+        shared = {"shared_E": p["linformer_shared"]["E"]} if "linformer_shared" in p else {}
+        attn = lambda h: ATTENTION[cfg.attention](b["attention"], h, cfg, padding_mask, **shared)[0]
         ffn = lambda h: ffn_layer(b["ffn"]["down"], ACT[cfg.activation](ffn_layer(b["ffn"]["up"], h)))
         for f, n in ((attn, "norm1"), (ffn, "norm2")):
             if cfg.norm_position == "pre":
                 x = x + f(norm(b[n], x))
             else:
                 x = norm(b[n], x + f(x))
-    x = norm(p["final_norm"], x)
+    return norm(p["final_norm"], x)
+
+
+def gpt(params, tokens, cfg, padding_mask=None):
+    """Logits (B, L, V) of the GPT."""
+    p = f64(params)
+    x = trunk(p, tokens, cfg, padding_mask)
     if cfg.tie_embeddings:
         return x @ p["token_embed"]["embedding"].T
     return dense(p["lm_head"], x)
+
+
+def classifier(params, tokens, cfg, padding_mask):
+    """Class logits: the mean of the trunk's outputs over real tokens, then a linear layer."""
+    p = f64(params)
+    x = trunk(p, tokens, cfg, padding_mask)
+    w = padding_mask[..., None].astype(np.float64)
+    return dense(p["classifier"], (x * w).sum(1) / w.sum(1))

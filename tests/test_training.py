@@ -8,8 +8,12 @@ import numpy as np
 import pytest
 
 from configs.abc_sort import get_config
+from lowrank_jax import GPT
 from lowrank_jax.tasks import abc_sort
+from lowrank_jax.training.config import check_train_config
 from lowrank_jax.training.optim import make_optimizer, make_schedule
+from lowrank_jax.training.state import abstract_state, create_state, make_mesh
+from lowrank_jax.training.step import make_train_fn, make_train_step, summarize
 from train.checkpoint import load_latest
 from train.loop import chunk_lengths, train_and_evaluate
 from train.metrics import read_metrics
@@ -119,3 +123,23 @@ def test_a_finished_run_only_evaluates(tmp_path):
     summary = train_and_evaluate(config, str(tmp_path))
     assert summary["step"] == 10 and read_metrics(tmp_path) == before
     assert os.listdir(tmp_path / "checkpoints") == ["10"]
+
+
+@pytest.mark.parametrize("attention", ["standard", "deep_qkv", "lowrank_qk", "linformer"])
+def test_every_variant_trains_alike_on_one_and_eight_devices(attention):
+    config = get_config(attention)
+    config.model.dropout = 0.1
+    model_cfg, task = check_train_config(config)
+    model, optimizer = GPT(model_cfg.replace(deterministic=False)), make_optimizer(config)
+    results = {}
+    for n in (1, 8):
+        mesh = make_mesh(n)
+        abstract = abstract_state(model, optimizer, config.seed, task.seq_len, mesh)
+        state = create_state(model, optimizer, config.seed, task.seq_len, mesh)
+        step = make_train_step(model, optimizer, task.make_batch, config.batch_size, mesh)
+        state, sums = make_train_fn(step, abstract, mesh, 3)(state)
+        assert len(state.params["token_embed"]["embedding"].sharding.device_set) == n
+        results[n] = summarize(jax.device_get(sums))
+    assert np.isfinite(results[1]["loss"])
+    for key in ("loss", "accuracy", "grad_norm"):
+        np.testing.assert_allclose(results[8][key], results[1][key], rtol=1e-5)

@@ -8,6 +8,7 @@ gets a one-sentence error with the closest known name.
 from __future__ import annotations
 
 import argparse
+import ast
 import difflib
 import importlib.util
 import os
@@ -59,6 +60,8 @@ def load_config_file(spec: str) -> ml_collections.ConfigDict:
         return module.get_config(arg) if arg else module.get_config()
     except TypeError:
         raise UserError(f"--config {spec!r}: get_config() of {path!r} takes no argument.") from None
+    except ValueError as err:  # a config file's own refusal of its argument
+        raise UserError(f"--config {spec!r}: {err}") from None
 
 
 def parse_value(field: str, text: str, current):
@@ -74,6 +77,13 @@ def parse_value(field: str, text: str, current):
                 return kind(text)
             except ValueError:
                 fail(name)
+    if current is None:  # an unset option: read numbers and booleans as such
+        if text.lower() in TRUE[:1] + FALSE[:1]:
+            return text.lower() == "true"
+        try:
+            return ast.literal_eval(text)
+        except (ValueError, SyntaxError):
+            return text
     return text
 
 

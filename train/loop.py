@@ -6,7 +6,7 @@ import time
 
 import jax
 
-from lowrank_jax.model import GPT, describe_parameters
+from lowrank_jax.model import GPT, count_parameters, describe_parameters
 from lowrank_jax.training.config import check_devices, check_train_config
 from lowrank_jax.training.optim import make_optimizer, make_schedule
 from lowrank_jax.training.state import abstract_state, create_state, make_mesh
@@ -84,7 +84,8 @@ def train_and_evaluate(config, workdir: str) -> dict:
     finally:
         ckpt.close()
     print(task.report(eval_model, state.params))
-    return {"step": int(state.step), "train": logger.last, "eval": last_eval,
+    return {"step": int(state.step), "parameters": count_parameters(state.params),
+            "train": logger.last, "eval": last_eval,
             "compile_seconds": compile_seconds, "train_seconds": train_seconds}
 
 

@@ -1,9 +1,11 @@
 """The registry of attention variants: one module per file, chosen by ModelConfig.attention.
 
 Each entry is a Linen module class built as `cls(cfg)` and called on x (B, L, E); it
-declares DEFAULTS (its attention_kwargs) and check(cfg, kwargs) (their validation).
+declares DEFAULTS (its attention_kwargs) and resolve(cfg, kwargs), which validates them
+and returns them with any value derived from the model filled in.
 """
 from lowrank_jax.attention.deep_qkv import DeepQKVAttention
+from lowrank_jax.attention.linformer import LinformerAttention, LinformerProjection
 from lowrank_jax.attention.lowrank_qk import LowRankQKAttention
 from lowrank_jax.attention.standard import StandardAttention
 
@@ -11,6 +13,16 @@ ATTENTIONS = {
     "standard": StandardAttention,
     "deep_qkv": DeepQKVAttention,
     "lowrank_qk": LowRankQKAttention,
+    "linformer": LinformerAttention,
 }
 
-__all__ = ["ATTENTIONS", "DeepQKVAttention", "LowRankQKAttention", "StandardAttention"]
+
+def layer_shared_module(cfg):
+    """A module every layer's attention shares (the layerwise Linformer E), or None."""
+    kw = cfg.attention_kwargs
+    if cfg.attention == "linformer" and kw["sharing"] == "layerwise":
+        return LinformerProjection(cfg, name="linformer_shared")
+    return None
+
+__all__ = ["ATTENTIONS", "DeepQKVAttention", "LinformerAttention", "LowRankQKAttention",
+           "StandardAttention", "layer_shared_module"]

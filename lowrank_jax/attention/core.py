@@ -62,11 +62,26 @@ def causal_mask_LS(length: int) -> jax.Array:
     return jnp.tril(jnp.ones((length, length), dtype=bool))
 
 
+def self_attention_mask(length: int, causal: bool, padding_mask_BL=None) -> jax.Array:
+    """Which keys each query may see: (L, L), or (B, 1, L, L) with a padding mask.
+
+    Padded keys are hidden from every query. A query always sees itself, so no row is
+    empty: a padded query then attends to itself alone, and its (ignored) output stays
+    finite instead of NaN, which would reach real positions through 0 * NaN.
+    """
+    mask_LL = causal_mask_LS(length) if causal else jnp.ones((length, length), bool)
+    if padding_mask_BL is None:
+        return mask_LL
+    visible_B1LL = mask_LL & padding_mask_BL[:, None, None, :]
+    return visible_B1LL | jnp.eye(length, dtype=bool)
+
+
 def softmax_attention(q_BLHD, k_BSHD, v_BSHD, mask_LS, scale):
     """softmax(q k^T * scale, masked) v with the softmax in float32 or wider.
 
-    Returns (out_BLHD, probs_BHLS). Masked entries get probability exactly 0, so a
-    masked key cannot change the output, bit for bit.
+    `mask_LS` is (L, S) or anything that broadcasts to (B, H, L, S). Returns
+    (out_BLHD, probs_BHLS). Masked entries get probability exactly 0, so a masked key
+    cannot change the output, bit for bit.
     """
     scores_BHLS = jnp.einsum("blhd,bshd->bhls", q_BLHD, k_BSHD,
                              preferred_element_type=at_least_float32(q_BLHD.dtype)) * scale

@@ -42,7 +42,7 @@ class DeepQKVAttention(nn.Module):
     DEFAULTS: ClassVar[dict] = {"rank": 3, "temp": 1.0, "strict": False}
 
     @staticmethod
-    def check(cfg: "ModelConfig", kwargs: dict) -> None:
+    def resolve(cfg: "ModelConfig", kwargs: dict) -> dict:
         rank, temp, strict = kwargs["rank"], kwargs["temp"], kwargs["strict"]
         require(is_int(rank) and rank >= 1,
                 f"attention_kwargs.rank={rank!r} is not allowed; it must be a positive integer.")
@@ -50,6 +50,7 @@ class DeepQKVAttention(nn.Module):
                 f"attention_kwargs.temp={temp!r} is not allowed; it must be a number >= 0.")
         require(isinstance(strict, bool),
                 f"attention_kwargs.strict={strict!r} is not allowed; it must be true or false.")
+        return kwargs
 
     def head_weight(self, name: str) -> jax.Array:
         cfg, kw = self.cfg, self.cfg.attention_kwargs
@@ -61,13 +62,14 @@ class DeepQKVAttention(nn.Module):
         return factorized_weight(A_HER, B_HRD, base_HED, kw["temp"]).astype(cfg.compute_dtype)
 
     @nn.compact
-    def __call__(self, x_BLE: jax.Array) -> jax.Array:
+    def __call__(self, x_BLE: jax.Array, padding_mask_BL: jax.Array | None = None) -> jax.Array:
         cfg = self.cfg
         chex.assert_rank(x_BLE, 3)
         x_BLE = x_BLE.astype(cfg.compute_dtype)
         q_BLHD, k_BLHD, v_BLHD = (jnp.einsum("ble,hed->blhd", x_BLE, self.head_weight(n))
                                   for n in ("query", "key", "value"))
-        out_BLHD, probs_BHLL = core.softmax_attention(
-            q_BLHD, k_BLHD, v_BLHD, core.causal_mask_LS(x_BLE.shape[1]), cfg.d_head ** -0.5)
+        mask = core.self_attention_mask(x_BLE.shape[1], cfg.causal, padding_mask_BL)
+        out_BLHD, probs_BHLL = core.softmax_attention(q_BLHD, k_BLHD, v_BLHD, mask,
+                                                      cfg.d_head ** -0.5)
         core.sow_weights(self, probs_BHLL)
         return core.output_projection(cfg, use_bias=False, kernel_init=base_init_2d)(out_BLHD)

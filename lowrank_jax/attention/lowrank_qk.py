@@ -28,14 +28,15 @@ class LowRankQKAttention(nn.Module):
     DEFAULTS: ClassVar[dict] = {"r": None}
 
     @staticmethod
-    def check(cfg: "ModelConfig", kwargs: dict) -> None:
+    def resolve(cfg: "ModelConfig", kwargs: dict) -> dict:
         r = kwargs["r"]
         require(is_int(r) and 1 <= r <= cfg.d_head,
                 f"attention_kwargs.r={r!r} is not allowed; lowrank_qk needs an integer rank "
                 f"from 1 to d_head={cfg.d_head} (d_model / n_heads).")
+        return kwargs
 
     @nn.compact
-    def __call__(self, x_BLE: jax.Array) -> jax.Array:
+    def __call__(self, x_BLE: jax.Array, padding_mask_BL: jax.Array | None = None) -> jax.Array:
         cfg = self.cfg
         chex.assert_rank(x_BLE, 3)
         U_DR = self.param("U", nn.initializers.orthogonal(), (cfg.d_head, cfg.attention_kwargs["r"]),
@@ -43,7 +44,8 @@ class LowRankQKAttention(nn.Module):
         q_BLHR = core.HeadProjection(cfg, name="query")(x_BLE, U_DR)
         k_BLHR = core.HeadProjection(cfg, name="key")(x_BLE, U_DR)
         v_BLHD = core.HeadProjection(cfg, name="value")(x_BLE)
-        out_BLHD, probs_BHLL = core.softmax_attention(
-            q_BLHR, k_BLHR, v_BLHD, core.causal_mask_LS(x_BLE.shape[1]), cfg.d_head ** -0.5)
+        mask = core.self_attention_mask(x_BLE.shape[1], cfg.causal, padding_mask_BL)
+        out_BLHD, probs_BHLL = core.softmax_attention(q_BLHR, k_BLHR, v_BLHD, mask,
+                                                      cfg.d_head ** -0.5)
         core.sow_weights(self, probs_BHLL)
         return core.output_projection(cfg, cfg.use_bias)(out_BLHD)

@@ -1,8 +1,9 @@
-"""Standard causal multi-head softmax attention.
+"""Standard multi-head softmax attention (causal unless the model is an encoder).
 
 On GPU with bf16/fp16 compute it runs cuDNN flash attention through
-`jax.nn.dot_product_attention`; elsewhere (and whenever the caller asks for the
-attention weights, which flash attention never materialises) the XLA einsum path.
+`jax.nn.dot_product_attention`; elsewhere, with a padding mask, and whenever the caller
+asks for the attention weights (which flash attention never materialises), the XLA
+einsum path.
 """
 from __future__ import annotations
 
@@ -33,20 +34,24 @@ class StandardAttention(nn.Module):
     DEFAULTS: ClassVar[dict] = {}
 
     @staticmethod
-    def check(cfg: "ModelConfig", kwargs: dict) -> None:
-        del cfg, kwargs  # no options
+    def resolve(cfg: "ModelConfig", kwargs: dict) -> dict:
+        del cfg  # no options
+        return kwargs
 
     @nn.compact
-    def __call__(self, x_BLE: jax.Array) -> jax.Array:
+    def __call__(self, x_BLE: jax.Array, padding_mask_BL: jax.Array | None = None) -> jax.Array:
         cfg = self.cfg
         chex.assert_rank(x_BLE, 3)
         q_BLHD, k_BLHD, v_BLHD = (core.HeadProjection(cfg, name=n)(x_BLE)
                                   for n in ("query", "key", "value"))
-        if can_use_cudnn(cfg.compute_dtype, cfg.d_head) and not core.wants_weights(self):
-            out_BLHD = jax.nn.dot_product_attention(q_BLHD, k_BLHD, v_BLHD, is_causal=True,
+        flash = (can_use_cudnn(cfg.compute_dtype, cfg.d_head) and padding_mask_BL is None
+                 and not core.wants_weights(self))
+        if flash:
+            out_BLHD = jax.nn.dot_product_attention(q_BLHD, k_BLHD, v_BLHD, is_causal=cfg.causal,
                                                     implementation="cudnn")
         else:
-            out_BLHD, probs_BHLL = core.softmax_attention(
-                q_BLHD, k_BLHD, v_BLHD, core.causal_mask_LS(x_BLE.shape[1]), cfg.d_head ** -0.5)
+            mask = core.self_attention_mask(x_BLE.shape[1], cfg.causal, padding_mask_BL)
+            out_BLHD, probs_BHLL = core.softmax_attention(q_BLHD, k_BLHD, v_BLHD, mask,
+                                                          cfg.d_head ** -0.5)
             core.sow_weights(self, probs_BHLL)
         return core.output_projection(cfg, cfg.use_bias)(out_BLHD)

@@ -9,7 +9,7 @@ from typing import Callable, NamedTuple
 
 import jax
 
-from lowrank_jax.tasks import abc_sort
+from lowrank_jax.tasks import abc_sort, random_tokens
 
 LogitsFn = Callable[[jax.Array], jax.Array]
 
@@ -27,7 +27,18 @@ def abc_sort_evaluate(logits_fn: LogitsFn) -> dict:
     return {"triples_correct": (abc_sort.count_correct(logits_fn, triples_N3), len(triples_N3))}
 
 
-TASKS = {
-    "abc_sort": Task(abc_sort.VOCAB_SIZE, abc_sort.SEQ_LEN, abc_sort.make_batch, abc_sort_evaluate,
-                     abc_sort.report),
-}
+def abc_sort_task(model_cfg) -> Task:
+    del model_cfg  # the task fixes its own vocabulary and length
+    return Task(abc_sort.VOCAB_SIZE, abc_sort.SEQ_LEN, abc_sort.make_batch, abc_sort_evaluate,
+                abc_sort.report)
+
+
+def random_tokens_task(model_cfg) -> Task:
+    """Rows of max_len + 1 tokens, so the model reads max_len of them."""
+    vocab, seq_len = model_cfg.vocab_size, model_cfg.max_len + 1
+    return Task(vocab, seq_len, random_tokens.make_batch_fn(vocab, seq_len), lambda logits_fn: {},
+                lambda model, params: random_tokens.report(vocab))
+
+
+# name -> a function of the ModelConfig that builds the task
+TASKS = {"abc_sort": abc_sort_task, "random_tokens": random_tokens_task}

@@ -32,8 +32,8 @@ def check_train_config(config) -> tuple[ModelConfig, Task]:
     require(is_number(config.grad_clip) and config.grad_clip > 0,
             f"grad_clip={config.grad_clip!r} is not allowed; it must be a positive number.")
     check_choice("task", config.task, tuple(TASKS))
-    task = TASKS[config.task]
     model_cfg = ModelConfig.from_dict(config.model.to_dict())
+    task = TASKS[config.task](model_cfg)
     require(model_cfg.vocab_size == task.vocab_size,
             f"model.vocab_size={model_cfg.vocab_size} is not allowed for task {config.task!r}; "
             f"its vocabulary has {task.vocab_size} tokens.")

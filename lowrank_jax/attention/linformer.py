@@ -1,0 +1,209 @@
+"""Linformer attention (seed 002), bidirectional and truly causal.
+
+Bidirectional: learnable E, F in R^{max_len x k}, sliced to the input length L, compress
+keys and values along the sequence: K' = E^T K, V' = F^T V (k x d). Each query attends
+to the k compressed rows: softmax(Q K'^T / sqrt(d)) V'. A padding mask zeroes padded
+keys and values before the projection, so padding never leaks into K' or V'.
+
+Causal: E is block-diagonal. The sequence is cut into blocks of `block_size` b; block j
+is compressed to `block_slots` c rows, K'_j = E_j^T K_j (E_j is b x c). A query at
+position i attends to the slots of the completed blocks j < block(i) plus the exact keys
+of its own block at positions <= i, with one softmax over the union. No position after
+i reaches i. There are k = (max_len / b) * c slots in all.
+
+Sharing (as in the paper and fairseq): "none", one E and F per head; "headwise", one
+E and F per layer for all heads; "kv", E = F per layer; "layerwise", one E (= F) for
+every layer and head, owned by the GPT and passed in as `shared`.
+"""
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import chex
+import jax
+import jax.numpy as jnp
+from flax import linen as nn
+
+from lowrank_jax.attention import core
+from lowrank_jax.validation import check_choice, is_int, require
+
+if TYPE_CHECKING:
+    from lowrank_jax.config import ModelConfig
+
+SHARING = ("none", "headwise", "kv", "layerwise")
+DEFAULT_K = 64
+LARGEST_DEFAULT_BLOCK = 64
+
+
+def default_block_size(max_len: int) -> int:
+    """The largest divisor of max_len up to min(64, max_len / 4): at least four blocks."""
+    limit = max(1, min(LARGEST_DEFAULT_BLOCK, max_len // 4))
+    return max(d for d in range(1, limit + 1) if max_len % d == 0)
+
+
+def resolve_causal(cfg: "ModelConfig", kw: dict) -> dict:
+    b = default_block_size(cfg.max_len) if kw["block_size"] is None else kw["block_size"]
+    require(is_int(b) and b >= 1 and cfg.max_len % b == 0,
+            f"attention_kwargs.block_size={b!r} is not allowed with max_len={cfg.max_len}; "
+            "the causal Linformer needs a block size that divides max_len.")
+    n_blocks = cfg.max_len // b
+    c = kw["block_slots"]
+    if c is None:
+        k = kw["k"]
+        require(k is None or (is_int(k) and k % n_blocks == 0),
+                f"attention_kwargs.k={k!r} is not allowed with max_len={cfg.max_len} and "
+                f"block_size={b}; the causal Linformer has block_slots x {n_blocks} slots.")
+        c = max(1, b // 8) if k is None else k // n_blocks
+    require(is_int(c) and 1 <= c <= b,
+            f"attention_kwargs.block_slots={c!r} is not allowed; it must be an integer from 1 "
+            f"to block_size={b}.")
+    require(kw["k"] is None or kw["k"] == n_blocks * c,
+            f"attention_kwargs.k={kw['k']!r} is not allowed with block_slots={c}; it must be "
+            f"(max_len / block_size) * block_slots = {n_blocks * c}.")
+    return {**kw, "k": n_blocks * c, "block_size": b, "block_slots": c}
+
+
+def resolve_bidirectional(cfg: "ModelConfig", kw: dict) -> dict:
+    k = min(DEFAULT_K, cfg.max_len) if kw["k"] is None else kw["k"]
+    require(is_int(k) and 1 <= k <= cfg.max_len,
+            f"attention_kwargs.k={k!r} is not allowed; it must be an integer from 1 to "
+            f"max_len={cfg.max_len}.")
+    for field in ("block_size", "block_slots"):
+        require(kw[field] is None,
+                f"attention_kwargs.{field}={kw[field]!r} is not allowed with causal=false; "
+                "blocks belong to the causal Linformer.")
+    return {**kw, "k": k}
+
+
+def projection_shape(cfg: "ModelConfig") -> tuple[int, ...]:
+    """(max_len, columns), with a leading head axis when every head has its own."""
+    kw = cfg.attention_kwargs
+    columns = kw["block_slots"] if kw["causal"] else kw["k"]
+    heads = (cfg.n_heads,) if kw["sharing"] == "none" else ()
+    return (*heads, cfg.max_len, columns)
+
+
+def projection_init(cfg: "ModelConfig"):
+    """U(-1/sqrt(n), 1/sqrt(n)) with n the rows one slot sums over: PyTorch's linear init."""
+    kw = cfg.attention_kwargs
+    bound = 1 / math.sqrt(kw["block_size"] if kw["causal"] else cfg.max_len)
+    return lambda key, shape, dtype: jax.random.uniform(key, shape, dtype, -bound, bound)
+
+
+class LinformerProjection(nn.Module):
+    """The one E (= F) that every layer shares under sharing="layerwise"."""
+
+    cfg: Any
+
+    @nn.compact
+    def __call__(self) -> jax.Array:
+        return self.param("E", projection_init(self.cfg), projection_shape(self.cfg),
+                          self.cfg.params_dtype)
+
+
+def compress(x_BLHD, P):
+    """Sequence-axis projection P^T x: P is (L, k) shared by heads or (H, L, k) per head."""
+    if P.ndim == 2:
+        return jnp.einsum("blhd,lk->bkhd", x_BLHD, P)
+    return jnp.einsum("blhd,hlk->bkhd", x_BLHD, P)
+
+
+def bidirectional_attention(q_BLHD, k_BLHD, v_BLHD, E, F, scale):
+    length = q_BLHD.shape[1]
+    k_BKHD = compress(k_BLHD, E[..., :length, :])
+    v_BKHD = compress(v_BLHD, F[..., :length, :])
+    every_slot_LK = jnp.ones((length, k_BKHD.shape[1]), bool)
+    return core.softmax_attention(q_BLHD, k_BKHD, v_BKHD, every_slot_LK, scale)
+
+
+def causal_attention(q_BLHD, k_BLHD, v_BLHD, E, F, block_size: int, slots: int, scale,
+                     padding_mask_BL=None):
+    """Returns (out_BLHD, probs_BHLM): M is the slots of the ceil(L / b) blocks present,
+    then block_size columns for the keys of the query's own block."""
+    batch, length, heads, _ = q_BLHD.shape
+    n = -(-length // block_size)                        # blocks, the last one maybe partial
+    padded = n * block_size
+
+    def blocks(x_BLHD):  # (B, N, b, H, D); the padding is in the future of every real query
+        x_BLHD = jnp.pad(x_BLHD, ((0, 0), (0, padded - length), (0, 0), (0, 0)))
+        return x_BLHD.reshape(batch, n, block_size, heads, -1)
+
+    def slots_of(x_BNbHD, P):  # block j -> its c slots: (B, N*c, H, D)
+        P = P[..., :padded, :].reshape(*P.shape[:-2], n, block_size, slots)
+        spec = "bnihd,nic->bnchd" if P.ndim == 3 else "bnihd,hnic->bnchd"
+        return jnp.einsum(spec, x_BNbHD, P).reshape(batch, n * slots, heads, -1)
+
+    q_BNbHD, k_BNbHD, v_BNbHD = blocks(q_BLHD), blocks(k_BLHD), blocks(v_BLHD)
+    k_BMHD, v_BMHD = slots_of(k_BNbHD, E), slots_of(v_BNbHD, F)
+    wide = core.at_least_float32(q_BLHD.dtype)
+    slot_scores = jnp.einsum("bnihd,bmhd->bhnim", q_BNbHD, k_BMHD, preferred_element_type=wide)
+    local_scores = jnp.einsum("bnihd,bnjhd->bhnij", q_BNbHD, k_BNbHD, preferred_element_type=wide)
+    completed_NM = jnp.arange(n * slots)[None, :] // slots < jnp.arange(n)[:, None]
+    earlier = core.causal_mask_LS(block_size)
+    if padding_mask_BL is not None:  # (B, 1, N, b, b): padded own-block keys hidden too
+        real_BL = jnp.pad(padding_mask_BL, ((0, 0), (0, padded - length)))
+        real_BNb = real_BL.reshape(batch, n, block_size)
+        earlier = (earlier & real_BNb[:, None, :, None, :]) | jnp.eye(block_size, dtype=bool)
+    scores = jnp.concatenate([jnp.where(completed_NM[:, None, :], slot_scores, -jnp.inf),
+                              jnp.where(earlier, local_scores, -jnp.inf)], axis=-1) * scale
+    probs = jax.nn.softmax(scores, axis=-1)             # one softmax over slots and local keys
+    p = probs.astype(v_BLHD.dtype)
+    out_BNbHD = (jnp.einsum("bhnim,bmhd->bnihd", p[..., :n * slots], v_BMHD)
+                 + jnp.einsum("bhnij,bnjhd->bnihd", p[..., n * slots:], v_BNbHD))
+    out_BLHD = out_BNbHD.reshape(batch, padded, heads, -1)[:, :length]
+    probs_BHLM = probs.reshape(batch, heads, padded, -1)[:, :, :length]
+    return out_BLHD, probs_BHLM
+
+
+class LinformerAttention(nn.Module):
+    cfg: "ModelConfig"
+    shared: Any = None  # LinformerProjection under sharing="layerwise"
+
+    # causal None follows the model: a causal LM gets the causal Linformer, an encoder not.
+    DEFAULTS: ClassVar[dict] = {"k": None, "causal": None, "sharing": "headwise",
+                                "block_size": None, "block_slots": None}
+
+    @staticmethod
+    def resolve(cfg: "ModelConfig", kwargs: dict) -> dict:
+        check_choice("attention_kwargs.sharing", kwargs["sharing"], SHARING)
+        causal = cfg.causal if kwargs["causal"] is None else kwargs["causal"]
+        require(causal == cfg.causal,
+                f"attention_kwargs.causal={causal!r} is not allowed in a model with "
+                f"causal={cfg.causal!r}; a bidirectional Linformer would let a language model "
+                "see the future, so set the model's causal=false for an encoder.")
+        resolve = resolve_causal if causal else resolve_bidirectional
+        return resolve(cfg, {**kwargs, "causal": causal})
+
+    def projections(self):
+        """(E, F); F is E itself under "kv" and "layerwise" sharing."""
+        cfg = self.cfg
+        sharing = cfg.attention_kwargs["sharing"]
+        if sharing == "layerwise":
+            E = self.shared()
+            return E, E
+        make = lambda name: self.param(name, projection_init(cfg), projection_shape(cfg),
+                                       cfg.params_dtype)
+        E = make("E")
+        return E, (E if sharing == "kv" else make("F"))
+
+    @nn.compact
+    def __call__(self, x_BLE: jax.Array, padding_mask_BL: jax.Array | None = None) -> jax.Array:
+        """`padding_mask_BL` (bool, True for real tokens) keeps padding out of K' and V'."""
+        cfg, kw = self.cfg, self.cfg.attention_kwargs
+        chex.assert_rank(x_BLE, 3)
+        q_BLHD, k_BLHD, v_BLHD = (core.HeadProjection(cfg, name=n)(x_BLE)
+                                  for n in ("query", "key", "value"))
+        if padding_mask_BL is not None:
+            chex.assert_shape(padding_mask_BL, x_BLE.shape[:2])
+            keep_BL11 = padding_mask_BL[:, :, None, None].astype(k_BLHD.dtype)
+            k_BLHD, v_BLHD = k_BLHD * keep_BL11, v_BLHD * keep_BL11
+        E, F = (P.astype(cfg.compute_dtype) for P in self.projections())
+        scale = cfg.d_head ** -0.5
+        if kw["causal"]:
+            out_BLHD, probs = causal_attention(q_BLHD, k_BLHD, v_BLHD, E, F, kw["block_size"],
+                                               kw["block_slots"], scale, padding_mask_BL)
+        else:
+            out_BLHD, probs = bidirectional_attention(q_BLHD, k_BLHD, v_BLHD, E, F, scale)
+        core.sow_weights(self, probs)
+        return core.output_projection(cfg, cfg.use_bias)(out_BLHD)
