@@ -53,12 +53,23 @@ def trained(tmp_path_factory):
     (["--config.steps=many"], "--config.steps='many' is not allowed; it must be an integer."),
     (["--config.steps=0"], "steps=0 is not allowed; it must be a positive integer."),
     (["--config=nowhere.py"], "--config 'nowhere.py' is not a file"),
+    (["--config=configs/lumenspark.py:big"],
+     "--config 'configs/lumenspark.py:big': unknown argument 'big'; use configs/lumenspark.py or :local."),
+    (["--config.model.attention_kwargs.rnak=2"],
+     "attention_kwargs for 'deep_qkv' got unknown key 'rnak'; allowed keys are rank, strict, temp."),
     (["--frobnicate"], "unknown argument '--frobnicate'; see --help."),
 ])
 def test_bad_arguments(args, message, tmp_path):
     result = run("train", "--workdir", str(tmp_path / "w"), *args)
     assert_clean_error(result, message)
     assert not os.path.exists(tmp_path / "w")
+
+
+def test_attention_option_the_config_file_does_not_list(tmp_path):
+    result = run("train", "--config", "configs/abc_sort.py:linformer", "--workdir", str(tmp_path),
+                 "--config.model.attention_kwargs.k=4", *QUICK)
+    assert result.returncode == 0, result.stderr
+    assert "block_slots=1" in result.stdout and "k=4" in result.stdout
 
 
 def test_config_argument_picks_the_attention_variant(tmp_path):

@@ -23,6 +23,7 @@ from train.errors import UserError
 DEFAULT_CONFIG = os.path.join(os.path.dirname(configs.__file__), "abc_sort.py")
 OVERRIDE_PREFIX = "--config."
 TRUE, FALSE = ("true", "1", "yes"), ("false", "0", "no")
+OPEN_FIELD = ["model", "attention_kwargs"]  # takes keys a config file did not list
 
 
 class Parser(argparse.ArgumentParser):
@@ -51,9 +52,9 @@ def load_config_file(spec: str) -> ml_collections.ConfigDict:
     path, _, arg = spec.partition(":")
     if not os.path.isfile(path):
         raise UserError(f"--config {path!r} is not a file; pass a config file such as configs/abc_sort.py.")
-    spec = importlib.util.spec_from_file_location("experiment_config", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module_spec = importlib.util.spec_from_file_location("experiment_config", path)
+    module = importlib.util.module_from_spec(module_spec)
+    module_spec.loader.exec_module(module)
     if not hasattr(module, "get_config"):
         raise UserError(f"--config {path!r} has no get_config() function.")
     try:
@@ -93,6 +94,10 @@ def apply_override(config: ml_collections.ConfigDict, override: str) -> None:
     field, text = override.split("=", 1)
     node, parts = config, field.split(".")
     for depth, part in enumerate(parts):
+        if parts[:depth] == OPEN_FIELD and depth == len(parts) - 1 and part not in node:
+            # A variant option the config file did not list: ModelConfig checks its name.
+            node[part] = parse_value(field, text, None)
+            return
         if not isinstance(node, ml_collections.ConfigDict) or part not in node:
             where = ".".join(parts[:depth]) or "the config"
             known = list(node.keys()) if isinstance(node, ml_collections.ConfigDict) else []

@@ -53,7 +53,7 @@ class TrainLogger:
         # disable=None: a bar on a terminal, nothing in logs and pipes.
         self.bar = tqdm(total=total, initial=start, unit="step", dynamic_ncols=True, disable=None)
         self.window, self.pending, self.last = [], None, {}
-        self.t_window = time.perf_counter()
+        self.start, self.t_start = start, time.perf_counter()
 
     def add(self, sums, steps: int) -> None:
         self.window.append(sums)
@@ -68,10 +68,11 @@ class TrainLogger:
         step, sums_list = self.pending
         self.pending = None
         totals = jax.tree.map(lambda *xs: np.sum(xs, axis=0), *jax.device_get(sums_list))
-        now = time.perf_counter()
+        # The average since this process started training: a window's own time is not
+        # observable without stalling the device, since calls are read one call late.
+        rate = (step - self.start) / (time.perf_counter() - self.t_start)
         self.last = {"step": step, **summarize(totals), "lr": float(self.schedule(step - 1)),
-                     "steps_per_second": float(totals["steps"]) / (now - self.t_window)}
-        self.t_window = now
+                     "steps_per_second": rate}
         self.log.write(self.last)
         self.bar.set_postfix(loss=f"{self.last['loss']:.4f}", lr=f"{self.last['lr']:.2e}")
 
