@@ -1,0 +1,109 @@
+"""Text corpora: which files, their UTF-8 text, the train/validation split, and a token
+cache that a second run maps from disk instead of tokenizing again.
+
+A path is a text file, a folder (searched recursively with a glob), or a list of them.
+The embedded default is the Python standard library's own source files, which every
+machine with Python has, so language-model configs run with no download.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import sysconfig
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from train.errors import UserError
+
+DEFAULT_CORPUS = "stdlib"
+DEFAULT_GLOB = "**/*.py"
+# A NUL byte does not occur in text; a file holding one is binary whatever its name.
+BINARY_MARK = b"\x00"
+
+
+def stdlib_folder() -> Path:
+    return Path(sysconfig.get_paths()["stdlib"])
+
+
+def resolve_files(paths: str | Sequence[str], glob: str) -> list[Path]:
+    """Every file the corpus is made of, in a stable order."""
+    if isinstance(paths, str):
+        paths = [paths]
+    files = []
+    for entry in paths:
+        path = stdlib_folder() if entry == DEFAULT_CORPUS else Path(entry).expanduser()
+        if path.is_file():
+            files.append(path)
+        elif path.is_dir():
+            files.extend(sorted(p for p in path.glob(glob) if p.is_file()))
+        else:
+            raise UserError(f"data.path {entry!r} does not exist; give a text file, a folder or "
+                            f"a list of them ({DEFAULT_CORPUS!r} is the Python standard library).")
+    if not files:
+        raise UserError(f"data.path {list(paths)!r} holds no file matching data.glob {glob!r}.")
+    return files
+
+
+def read_text(path: Path) -> str:
+    data = path.read_bytes()
+    if BINARY_MARK in data:
+        raise UserError(f"{path} is a binary file, not text; leave it out of data.path or narrow "
+                        "data.glob.")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise UserError(f"{path} is not UTF-8 text (byte {err.start} cannot be decoded); convert "
+                        "it to UTF-8 or leave it out.") from None
+
+
+def read_documents(files: Sequence[Path], skip_undecodable: bool = False) -> list[str]:
+    """The text of every file. The default corpus skips the few stdlib files that are not
+    UTF-8 text (test data); a user's corpus is refused instead, naming the file."""
+    documents = []
+    for path in files:
+        try:
+            documents.append(read_text(path))
+        except UserError:
+            if not skip_undecodable:
+                raise
+    if not any(documents):
+        raise UserError("the corpus is empty: its files hold no text.")
+    return documents
+
+
+def split(documents: Sequence[str], val_fraction: float) -> tuple[list[str], list[str]]:
+    """Whole documents, the last `val_fraction` of the characters to validation."""
+    total = sum(len(d) for d in documents)
+    train, val, seen = [], [], 0
+    for document in documents:
+        (train if seen < total * (1 - val_fraction) else val).append(document)
+        seen += len(document)
+    if not train or not val:
+        raise UserError(f"data.val_fraction={val_fraction} leaves "
+                        f"{'no training' if not train else 'no validation'} text in a corpus of "
+                        f"{len(documents)} file(s); give more files or another fraction.")
+    return train, val
+
+
+def fingerprint(files: Sequence[Path], tokenizer_json: str) -> str:
+    """Changes when a file, its size or mtime, or the tokenizer changes."""
+    digest = hashlib.sha256(tokenizer_json.encode())
+    for path in files:
+        stat = path.stat()
+        digest.update(f"{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}".encode())
+    return digest.hexdigest()[:16]
+
+
+def cached_tokens(cache_dir: str, key: str, name: str, documents: Sequence[str], tokenizer):
+    """int32 tokens of the documents (joined end to end), memory-mapped from
+    cache_dir/{name}-{key}.npy; tokenized only when that file is missing."""
+    path = os.path.join(cache_dir, f"{name}-{key}.npy")
+    if not os.path.exists(path):
+        tokens = np.fromiter((t for d in documents for t in tokenizer.encode(d)), np.int32)
+        os.makedirs(cache_dir, exist_ok=True)
+        partial = path + ".partial.npy"  # an interrupted write never looks finished
+        np.save(partial, tokens)
+        os.replace(partial, path)
+    return np.load(path, mmap_mode="r")
