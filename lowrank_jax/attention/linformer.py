@@ -182,8 +182,9 @@ class LinformerAttention(nn.Module):
         if sharing == "layerwise":
             E = self.shared()
             return E, E
-        make = lambda name: self.param(name, projection_init(cfg), projection_shape(cfg),
-                                       cfg.params_dtype)
+        def make(name):
+            return self.param(name, projection_init(cfg), projection_shape(cfg), cfg.params_dtype)
+
         E = make("E")
         return E, (E if sharing == "kv" else make("F"))
 

@@ -107,7 +107,7 @@ def format_trace(letters: str, steps: list[TraceStep]) -> str:
         lines.append(f"  step {i}: p(a)={p_a:.3f} p(b)={p_b:.3f} p(c)={p_c:.3f} -> "
                      f"{VOCAB[step.choice]!r}")
         for h, weights_T in enumerate(step.weights_HT):
-            pairs = ", ".join(f"{tok}:{w:.2f}" for tok, w in zip(step.context, weights_T))
+            pairs = ", ".join(f"{tok}:{w:.2f}" for tok, w in zip(step.context, weights_T, strict=True))
             lines.append(f"    head {h}: [{pairs}]")
     answer = "".join(VOCAB[s.choice] for s in steps)
     lines.append(f"  output {answer} (sorted: {''.join(sorted(letters))})")
@@ -123,7 +123,7 @@ def report(model, params) -> str:
     triples_N3 = all_triples()
     predicted_N3 = np.asarray(greedy_sort(logits_fn, jnp.asarray(triples_N3)))
     lines, correct = [], 0
-    for triple, predicted in zip(triples_N3, predicted_N3):
+    for triple, predicted in zip(triples_N3, predicted_N3, strict=True):
         ok = bool(np.all(predicted == np.sort(triple)))
         correct += ok
         lines.append(f"  {decode(triple)} -> {decode(predicted)} {'ok' if ok else 'WRONG'}")
