@@ -135,7 +135,7 @@ def test_every_variant_trains_alike_on_one_and_eight_devices(attention):
     for n in (1, 8):
         mesh = make_mesh(n)
         abstract = abstract_state(model, optimizer, config.seed, task.seq_len, mesh)
-        state = create_state(model, optimizer, config.seed, task.seq_len, mesh)
+        state = create_state(model, optimizer, config.seed, task.seq_len, abstract)
         step = make_train_step(model, optimizer, task.make_batch, config.batch_size, mesh)
         state, sums = make_train_fn(step, abstract, mesh, 3)(state)
         assert len(state.params["token_embed"]["embedding"].sharding.device_set) == n

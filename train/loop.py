@@ -64,7 +64,7 @@ def train_and_evaluate(config, workdir: str) -> dict:
     try:
         state, start = restore_or_init(
             ckpt, meta, config, lambda: create_state(train_model, optimizer, config.seed,
-                                                     task.seq_len, mesh), abstract)
+                                                     task.seq_len, abstract), abstract)
         print(describe_parameters(state.params, model_cfg))
         if start:
             print(f"resuming from the checkpoint at step {start}")

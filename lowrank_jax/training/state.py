@@ -53,7 +53,7 @@ def abstract_state(model, optimizer, seed: int, seq_len: int, mesh: Mesh):
                         shapes, shardings)
 
 
-def create_state(model, optimizer, seed: int, seq_len: int, mesh: Mesh) -> TrainState:
-    shapes = jax.eval_shape(lambda: init_state(model, optimizer, seed, seq_len))
+def create_state(model, optimizer, seed: int, seq_len: int, abstract: TrainState) -> TrainState:
+    """The initial state, made directly with the shardings `abstract` (from abstract_state) holds."""
     return jax.jit(lambda: init_state(model, optimizer, seed, seq_len),
-                   out_shardings=state_shardings(shapes, mesh))()
+                   out_shardings=jax.tree.map(lambda s: s.sharding, abstract))()
