@@ -81,3 +81,19 @@ def test_cudnn_path_only_for_gpu_half_precision():
     assert not can_use_cudnn(jnp.float32, 64)  # any backend: flash attention needs bf16/fp16
     if jax.default_backend() != "gpu":
         assert not can_use_cudnn(jnp.bfloat16, 64)
+
+
+def test_trace_labels_tokens_or_numbers_the_columns_of_compressed_variants():
+    from configs.abc_sort import get_config
+    from lowrank_jax.attention import weights_are_per_token
+    from lowrank_jax.tasks import abc_sort
+    from lowrank_jax.training.config import check_train_config
+
+    for attention, token_labels in (("deep_qkv", True), ("linformer", False)):
+        model_cfg, _ = check_train_config(get_config(attention))
+        model = GPT(model_cfg)
+        params = model.init(jax.random.key(0), jnp.zeros((1, 6), jnp.int32))["params"]
+        steps = abc_sort.trace(abc_sort.traceable(model, params), "cab")
+        text = abc_sort.format_trace("cab", steps, weights_are_per_token(model_cfg))
+        assert len(steps) == 3 and text.count("head 1: [") == 3
+        assert ("[c:" in text) == token_labels and ("[#0:" in text) == (not token_labels)

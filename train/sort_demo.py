@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import sys
 
+from lowrank_jax.attention import weights_are_per_token
 from lowrank_jax.model import GPT
 from lowrank_jax.tasks import abc_sort
 from train.checkpoint import load_latest
@@ -37,7 +38,8 @@ def main(argv: list[str]) -> None:
         except ValueError as err:
             print(err)
             continue
-        print(abc_sort.format_trace(letters, abc_sort.trace(apply_with_weights, letters)))
+        print(abc_sort.format_trace(letters, abc_sort.trace(apply_with_weights, letters),
+                                    weights_are_per_token(model_cfg)))
 
 
 if __name__ == "__main__":

@@ -17,6 +17,11 @@ ATTENTIONS = {
 }
 
 
+def weights_are_per_token(cfg) -> bool:
+    """True when column j of the sown attention weights is the key at position j."""
+    return getattr(ATTENTIONS[cfg.attention], "TOKEN_COLUMNS", True)
+
+
 def layer_shared_module(cfg):
     """A module every layer's attention shares (the layerwise Linformer E), or None."""
     kw = cfg.attention_kwargs
@@ -25,4 +30,4 @@ def layer_shared_module(cfg):
     return None
 
 __all__ = ["ATTENTIONS", "DeepQKVAttention", "LinformerAttention", "LowRankQKAttention",
-           "StandardAttention", "layer_shared_module"]
+           "StandardAttention", "layer_shared_module", "weights_are_per_token"]

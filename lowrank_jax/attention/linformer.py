@@ -160,6 +160,8 @@ class LinformerAttention(nn.Module):
     cfg: "ModelConfig"
     shared: Any = None  # LinformerProjection under sharing="layerwise"
 
+    # Its weights are over compressed slots (and, causal, the current block), not tokens.
+    TOKEN_COLUMNS: ClassVar[bool] = False
     # causal None follows the model: a causal LM gets the causal Linformer, an encoder not.
     DEFAULTS: ClassVar[dict] = {"k": None, "causal": None, "sharing": "headwise",
                                 "block_size": None, "block_slots": None}

@@ -12,6 +12,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from lowrank_jax.attention import weights_are_per_token
 from lowrank_jax.model import apply_with_attention
 
 VOCAB = ("<sep>", "a", "b", "c")
@@ -100,15 +101,22 @@ def trace(apply_with_weights, letters: str) -> list[TraceStep]:
     return steps
 
 
-def format_trace(letters: str, steps: list[TraceStep]) -> str:
+def label_weights(context: str, weights_T, per_token: bool) -> str:
+    """Weights labelled by their token; a variant whose columns are not tokens (the
+    Linformer: compressed slots, then the current block) gets numbered columns."""
+    if per_token:
+        return ", ".join(f"{tok}:{w:.2f}" for tok, w in zip(context, weights_T, strict=True))
+    return ", ".join(f"#{j}:{w:.2f}" for j, w in enumerate(weights_T))
+
+
+def format_trace(letters: str, steps: list[TraceStep], per_token: bool = True) -> str:
     lines = [f"trace {letters}:"]
     for i, step in enumerate(steps, 1):
         p_a, p_b, p_c = step.probs_abc
         lines.append(f"  step {i}: p(a)={p_a:.3f} p(b)={p_b:.3f} p(c)={p_c:.3f} -> "
                      f"{VOCAB[step.choice]!r}")
         for h, weights_T in enumerate(step.weights_HT):
-            pairs = ", ".join(f"{tok}:{w:.2f}" for tok, w in zip(step.context, weights_T, strict=True))
-            lines.append(f"    head {h}: [{pairs}]")
+            lines.append(f"    head {h}: [{label_weights(step.context, weights_T, per_token)}]")
     answer = "".join(VOCAB[s.choice] for s in steps)
     lines.append(f"  output {answer} (sorted: {''.join(sorted(letters))})")
     return "\n".join(lines)
@@ -129,5 +137,6 @@ def report(model, params) -> str:
         lines.append(f"  {decode(triple)} -> {decode(predicted)} {'ok' if ok else 'WRONG'}")
     lines.append(f"accuracy on all 27 triples: {correct}/27")
     for letters in TRACED:
-        lines.append(format_trace(letters, trace(traceable(model, params), letters)))
+        lines.append(format_trace(letters, trace(traceable(model, params), letters),
+                                  weights_are_per_token(model.cfg)))
     return "\n".join(lines)
