@@ -20,3 +20,33 @@ def make_config(task: str, model: dict, **training) -> ml_collections.ConfigDict
     config.update(training)
     config.model = ml_collections.ConfigDict({**MODEL_DEFAULTS, **model})
     return config
+
+
+# A language model on a text corpus; the default is the Python standard library.
+DATA_DEFAULTS = dict(
+    path="stdlib", glob="**/*.py", val_fraction=0.05,
+    tokenizer="bytes", vocab_size=4096,   # vocab_size: BPE only
+    tokenizer_path="",                    # a tokenizer.json to load instead of training BPE
+    cache_dir="",                         # "": <workdir>/cache
+    eval_windows=64, eval_batch_size=16,  # eval_windows 0: the whole validation split
+)
+# A GPU-sized LM, and a local one that trains in minutes on a laptop CPU.
+LM_MODEL = dict(vocab_size=0, max_len=512, d_model=512, n_layers=6, n_heads=8, d_ff=2048)
+LM_LOCAL_MODEL = dict(vocab_size=0, max_len=128, d_model=128, n_layers=2, n_heads=4, d_ff=512)
+LM_TRAINING = dict(steps=20000, batch_size=32, lr=6e-4, warmup_steps=500, log_every=500,
+                   eval_every=2000, checkpoint_every=2000)
+LM_LOCAL_TRAINING = dict(steps=1500, batch_size=16, lr=2e-3, warmup_steps=100, log_every=100,
+                         eval_every=500, checkpoint_every=500)
+
+
+def make_lm_config(arg: str, model: dict, local_model: dict, **training):
+    """`arg` "" for the GPU-sized run, "local" for the CPU-sized one; vocab_size 0 in a
+    model takes the tokenizer's."""
+    if arg not in ("", "local"):
+        raise ValueError(f"unknown argument {arg!r}; leave it out, or use :local.")
+    local = arg == "local"
+    model = {**(LM_LOCAL_MODEL if local else LM_MODEL), **(local_model if local else model)}
+    config = make_config("text", model, **{**(LM_LOCAL_TRAINING if local else LM_TRAINING),
+                                           **training})
+    config.data = ml_collections.ConfigDict(DATA_DEFAULTS)
+    return config

@@ -6,8 +6,10 @@ unknown. `to_json` / `from_json` serialise either kind, so a checkpoint can carr
 from __future__ import annotations
 
 import json
-from typing import Iterable, Protocol
+from collections.abc import Iterable
+from typing import Protocol
 
+import numpy as np
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
 from lowrank_jax.validation import ConfigError, is_int, require
@@ -23,6 +25,7 @@ class TextTokenizer(Protocol):
     def encode(self, text: str) -> list[int]: ...
     def decode(self, ids: Iterable[int]) -> str: ...
     def to_json(self) -> str: ...
+    def byte_lengths(self) -> np.ndarray: ...
 
 
 class ByteTokenizer:
@@ -40,6 +43,9 @@ class ByteTokenizer:
     def to_json(self) -> str:
         return json.dumps({"kind": "bytes"})
 
+    def byte_lengths(self) -> np.ndarray:
+        return np.ones(BYTE_VOCAB, np.int32)
+
 
 class BPETokenizer:
     """Byte-level BPE as GPT-2 uses it, through HF tokenizers."""
@@ -49,7 +55,7 @@ class BPETokenizer:
         self.vocab_size = tokenizer.get_vocab_size()
 
     @classmethod
-    def train(cls, texts: Iterable[str], vocab_size: int) -> "BPETokenizer":
+    def train(cls, texts: Iterable[str], vocab_size: int) -> BPETokenizer:
         require(is_int(vocab_size) and vocab_size >= MIN_BPE_VOCAB,
                 f"tokenizer vocab_size={vocab_size!r} is not allowed; byte-level BPE needs at "
                 f"least {MIN_BPE_VOCAB} (256 bytes plus merges).")
@@ -69,6 +75,20 @@ class BPETokenizer:
 
     def to_json(self) -> str:
         return json.dumps({"kind": "bpe", "tokenizer": json.loads(self.tokenizer.to_str())})
+
+    def byte_lengths(self) -> np.ndarray:
+        """UTF-8 bytes per token (special tokens: 0). A byte-level token's string spells one
+        character per byte; decoding it alone could split a character, so it is not used."""
+        byte_symbols = set(pre_tokenizers.ByteLevel.alphabet())
+        special = {i for i, t in self.tokenizer.get_added_tokens_decoder().items() if t.special}
+        lengths = np.zeros(self.vocab_size, np.int32)
+        for i in range(self.vocab_size):
+            token = self.tokenizer.id_to_token(i)
+            if i in special or token is None:
+                continue
+            lengths[i] = (len(token) if set(token) <= byte_symbols else
+                          len(self.tokenizer.decode([i]).encode("utf-8")))
+        return lengths
 
 
 def from_json(text: str) -> TextTokenizer:

@@ -54,7 +54,7 @@ def trained(tmp_path_factory):
     (["--config.steps=0"], "steps=0 is not allowed; it must be a positive integer."),
     (["--config=nowhere.py"], "--config 'nowhere.py' is not a file"),
     (["--config=configs/lumenspark.py:big"],
-     "--config 'configs/lumenspark.py:big': unknown argument 'big'; use configs/lumenspark.py or :local."),
+     "--config 'configs/lumenspark.py:big': unknown argument 'big'; leave it out, or use :local."),
     (["--config.model.attention_kwargs.rnak=2"],
      "attention_kwargs for 'deep_qkv' got unknown key 'rnak'; allowed keys are rank, strict, temp."),
     (["--frobnicate"], "unknown argument '--frobnicate'; see --help."),

@@ -28,6 +28,7 @@ def test_file_folder_and_list(tree):
 def test_default_corpus_is_the_standard_library():
     files = corpus.resolve_files(corpus.DEFAULT_CORPUS, corpus.DEFAULT_GLOB)
     assert len(files) > 100 and any(f.name == "os.py" for f in files)
+    assert not any("site-packages" in f.parts for f in files)
     documents = corpus.read_documents(files[:50], skip_undecodable=True)
     assert all(isinstance(d, str) for d in documents)
 
@@ -41,27 +42,28 @@ def test_split_keeps_documents_whole(tree):
 def test_token_cache_is_written_once_and_mapped(tree, tmp_path):
     docs = corpus.read_documents(corpus.resolve_files(str(tree), "**/*.txt"))
     cache = str(tmp_path / "cache")
-    tokens = corpus.cached_tokens(cache, "k1", "train", docs, ByteTokenizer())
-    assert isinstance(tokens, np.memmap) and tokens.dtype == np.int32
+    tokens = corpus.cached_tokens(cache, "k1", "train",
+                                  lambda: corpus.tokenize(docs, ByteTokenizer(), np.uint8))
+    assert isinstance(tokens, np.memmap) and tokens.dtype == np.uint8
     assert ByteTokenizer().decode(tokens) == "".join(docs)
 
-    class Refuses:
-        def encode(self, text):
-            raise AssertionError("a cached corpus must not be tokenized again")
+    def refuse():
+        raise AssertionError("a cached corpus must not be tokenized again")
 
-    again = corpus.cached_tokens(cache, "k1", "train", docs, Refuses())
+    again = corpus.cached_tokens(cache, "k1", "train", refuse)
     np.testing.assert_array_equal(again, tokens)
     assert os.listdir(cache) == ["train-k1.npy"]
 
 
 def test_fingerprint_follows_files_and_tokenizer(tree):
     files = corpus.resolve_files(str(tree), "**/*.txt")
-    key = corpus.fingerprint(files, ByteTokenizer().to_json())
-    assert key == corpus.fingerprint(files, ByteTokenizer().to_json())
-    assert key != corpus.fingerprint(files, '{"kind": "other"}')
+    key = corpus.fingerprint(files, ByteTokenizer().to_json(), 0.1)
+    assert key == corpus.fingerprint(files, ByteTokenizer().to_json(), 0.1)
+    assert key != corpus.fingerprint(files, '{"kind": "other"}', 0.1)
+    assert key != corpus.fingerprint(files, ByteTokenizer().to_json(), 0.2)
     (tree / "a.txt").write_text("changed", encoding="utf-8")
     os.utime(tree / "a.txt", ns=(1, 1))
-    assert key != corpus.fingerprint(files, ByteTokenizer().to_json())
+    assert key != corpus.fingerprint(files, ByteTokenizer().to_json(), 0.1)
 
 
 def test_bad_corpora(tree):

@@ -14,9 +14,9 @@ from lowrank_jax.training.config import check_train_config
 from lowrank_jax.training.optim import make_optimizer, make_schedule
 from lowrank_jax.training.state import abstract_state, create_state, make_mesh
 from lowrank_jax.training.step import make_train_fn, make_train_step, summarize
-from train.checkpoint import load_latest
 from train.loop import chunk_lengths, train_and_evaluate
 from train.metrics import read_metrics
+from train.pretrained import load_latest
 
 TRAIN_KEYS = ("loss", "accuracy", "grad_norm", "lr")
 
@@ -53,15 +53,14 @@ def test_resumed_run_reproduces_the_uninterrupted_one(tmp_path):
     config.model.dropout = 0.1  # dropout keys must also follow the step
     train_and_evaluate(config, str(tmp_path))
     uninterrupted = train_records(tmp_path)
-    _, _, params_full, step = load_latest(str(tmp_path))
-    assert step == 40
+    full = load_latest(str(tmp_path))
+    assert full.step == 40
     # Lose everything after step 20, as a crash between checkpoints would.
     shutil.rmtree(tmp_path / "checkpoints" / "40")
     summary = train_and_evaluate(config, str(tmp_path))
     assert summary["step"] == 40
     assert train_records(tmp_path) == uninterrupted
-    _, _, params_resumed, _ = load_latest(str(tmp_path))
-    jax.tree.map(np.testing.assert_array_equal, params_resumed, params_full)
+    jax.tree.map(np.testing.assert_array_equal, load_latest(str(tmp_path)).params, full.params)
 
 
 def test_eight_devices_give_the_loss_of_one(tmp_path):
@@ -71,7 +70,7 @@ def test_eight_devices_give_the_loss_of_one(tmp_path):
         train_and_evaluate(short_config(num_devices=n, steps=20), str(tmp_path / str(n)))
         records[n] = train_records(tmp_path / str(n))
     assert [r["step"] for r in records[8]] == [5, 10, 15, 20]
-    for one, eight in zip(records[1], records[8]):
+    for one, eight in zip(records[1], records[8], strict=True):
         for key in TRAIN_KEYS:
             np.testing.assert_allclose(eight[key], one[key], rtol=1e-5)
 
@@ -137,7 +136,7 @@ def test_every_variant_trains_alike_on_one_and_eight_devices(attention):
         abstract = abstract_state(model, optimizer, config.seed, task.seq_len, mesh)
         state = create_state(model, optimizer, config.seed, task.seq_len, abstract)
         step = make_train_step(model, optimizer, task.make_batch, config.batch_size, mesh)
-        state, sums = make_train_fn(step, abstract, mesh, 3)(state)
+        state, sums = make_train_fn(step, abstract, mesh, 3)(state, task.data)
         assert len(state.params["token_embed"]["embedding"].sharding.device_set) == n
         results[n] = summarize(jax.device_get(sums))
     assert np.isfinite(results[1]["loss"])

@@ -8,14 +8,9 @@ from __future__ import annotations
 import os
 from typing import Any
 
-import ml_collections
 import orbax.checkpoint as ocp
 from flax import traverse_util
 
-from lowrank_jax.model import GPT
-from lowrank_jax.training.config import check_train_config
-from lowrank_jax.training.optim import make_optimizer
-from lowrank_jax.training.state import abstract_state, make_mesh
 from train.errors import UserError
 
 CHECKPOINT_DIR = "checkpoints"
@@ -85,22 +80,10 @@ def explain_mismatch(saved: dict, current: dict, saved_shapes: dict, current_sha
     return f"workdir holds a checkpoint of a different model ({what})"
 
 
-
-def load_latest(workdir: str):
-    """(config, model config, params, step) of the newest checkpoint in `workdir`, on one device."""
-    if not os.path.isdir(os.path.join(workdir, CHECKPOINT_DIR)):
-        raise UserError(f"workdir {workdir!r} holds no checkpoint; train one first with "
-                        f"python -m train --workdir {workdir}.")
-    ckpt = Checkpointer(workdir, keep=1, read_only=True)
-    try:
-        step = ckpt.latest_step()
-        if step is None:
-            raise UserError(f"workdir {workdir!r} holds no finished checkpoint; train one first.")
-        config = ml_collections.ConfigDict(ckpt.read_meta(step)["config"])
-        model_cfg, task = check_train_config(config)
-        abstract = abstract_state(GPT(model_cfg), make_optimizer(config), config.seed,
-                                  task.seq_len, make_mesh(1))
-        params = ckpt.restore(step, abstract).params
-    finally:
-        ckpt.close()
-    return config, model_cfg, params, step
+def check_vocab(saved_meta: dict, vocab_size: int) -> None:
+    """The tokenizer read from a workdir must be the one its checkpoint was trained with."""
+    saved = saved_meta.get("vocab_size", vocab_size)
+    if saved != vocab_size:
+        raise UserError(f"the tokenizer has {vocab_size} tokens but the checkpoint in the "
+                        f"workdir was trained with {saved}; put back the tokenizer.json the "
+                        "run was trained with.")

@@ -11,6 +11,7 @@ import argparse
 import ast
 import difflib
 import importlib.util
+import inspect
 import os
 from types import SimpleNamespace
 
@@ -27,12 +28,17 @@ OPEN_FIELD = ["model", "attention_kwargs"]  # takes keys a config file did not l
 
 
 class Parser(argparse.ArgumentParser):
+    """An entry point's flags; a bad one is one sentence (a UserError), not usage and exit."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        logging.set_verbosity(logging.ERROR)  # Orbax's info and warnings are not for end users
+
     def error(self, message):  # argparse would print usage and exit; we want one sentence
         raise UserError(f"{message}; see --help.")
 
 
 def parse_flags(argv: list[str], program: str, workdir: bool) -> SimpleNamespace:
-    logging.set_verbosity(logging.ERROR)  # Orbax's info and warnings are not for end users
     parser = Parser(prog=program, description=__doc__.splitlines()[0])
     parser.add_argument("--config", default=DEFAULT_CONFIG,
                         help="an ml_collections config file, optionally FILE:ARG for get_config(ARG)")
@@ -57,10 +63,10 @@ def load_config_file(spec: str) -> ml_collections.ConfigDict:
     module_spec.loader.exec_module(module)
     if not hasattr(module, "get_config"):
         raise UserError(f"--config {path!r} has no get_config() function.")
+    if arg and not inspect.signature(module.get_config).parameters:
+        raise UserError(f"--config {spec!r}: get_config() of {path!r} takes no argument.")
     try:
         return module.get_config(arg) if arg else module.get_config()
-    except TypeError:
-        raise UserError(f"--config {spec!r}: get_config() of {path!r} takes no argument.") from None
     except ValueError as err:  # a config file's own refusal of its argument
         raise UserError(f"--config {spec!r}: {err}") from None
 

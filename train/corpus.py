@@ -10,8 +10,8 @@ from __future__ import annotations
 import hashlib
 import os
 import sysconfig
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
@@ -23,8 +23,17 @@ DEFAULT_GLOB = "**/*.py"
 BINARY_MARK = b"\x00"
 
 
+# Third-party packages live under the standard library's folder; they are not part of it.
+NOT_STDLIB = {"site-packages", "dist-packages"}
+
+
 def stdlib_folder() -> Path:
     return Path(sysconfig.get_paths()["stdlib"])
+
+
+def matching_files(folder: Path, glob: str, default: bool) -> list[Path]:
+    return sorted(p for p in folder.glob(glob) if p.is_file() and
+                  not (default and NOT_STDLIB & set(p.relative_to(folder).parts)))
 
 
 def resolve_files(paths: str | Sequence[str], glob: str) -> list[Path]:
@@ -37,7 +46,7 @@ def resolve_files(paths: str | Sequence[str], glob: str) -> list[Path]:
         if path.is_file():
             files.append(path)
         elif path.is_dir():
-            files.extend(sorted(p for p in path.glob(glob) if p.is_file()))
+            files.extend(matching_files(path, glob, entry == DEFAULT_CORPUS))
         else:
             raise UserError(f"data.path {entry!r} does not exist; give a text file, a folder or "
                             f"a list of them ({DEFAULT_CORPUS!r} is the Python standard library).")
@@ -87,21 +96,27 @@ def split(documents: Sequence[str], val_fraction: float) -> tuple[list[str], lis
     return train, val
 
 
-def fingerprint(files: Sequence[Path], tokenizer_json: str) -> str:
-    """Changes when a file, its size or mtime, or the tokenizer changes."""
-    digest = hashlib.sha256(tokenizer_json.encode())
+def fingerprint(files: Sequence[Path], tokenizer_json: str, val_fraction: float) -> str:
+    """Changes when a file, its size or mtime, the tokenizer or the split changes."""
+    digest = hashlib.sha256(f"{tokenizer_json}|{val_fraction!r}".encode())
     for path in files:
         stat = path.stat()
         digest.update(f"{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}".encode())
     return digest.hexdigest()[:16]
 
 
-def cached_tokens(cache_dir: str, key: str, name: str, documents: Sequence[str], tokenizer):
-    """int32 tokens of the documents (joined end to end), memory-mapped from
-    cache_dir/{name}-{key}.npy; tokenized only when that file is missing."""
+def tokenize(documents: Sequence[str], tokenizer, dtype) -> np.ndarray:
+    """The documents' tokens joined end to end."""
+    pieces = [np.asarray(tokenizer.encode(d), dtype) for d in documents]
+    return np.concatenate(pieces) if pieces else np.zeros(0, dtype)
+
+
+def cached_tokens(cache_dir: str, key: str, name: str, make_tokens: Callable[[], np.ndarray]):
+    """The array `make_tokens()` gives, memory-mapped from cache_dir/{name}-{key}.npy;
+    computed only when that file is missing."""
     path = os.path.join(cache_dir, f"{name}-{key}.npy")
     if not os.path.exists(path):
-        tokens = np.fromiter((t for d in documents for t in tokenizer.encode(d)), np.int32)
+        tokens = make_tokens()
         os.makedirs(cache_dir, exist_ok=True)
         partial = path + ".partial.npy"  # an interrupted write never looks finished
         np.save(partial, tokens)

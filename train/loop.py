@@ -7,11 +7,27 @@ import time
 import jax
 
 from lowrank_jax.model import GPT, count_parameters, describe_parameters
-from lowrank_jax.training.config import check_devices, check_train_config
+from lowrank_jax.training.config import (
+    check_devices,
+    check_train_config,
+    check_training_fields,
+)
 from lowrank_jax.training.optim import make_optimizer, make_schedule
-from lowrank_jax.training.state import abstract_state, create_state, make_mesh
+from lowrank_jax.training.state import (
+    abstract_state,
+    create_state,
+    make_mesh,
+    replicated,
+)
 from lowrank_jax.training.step import make_train_fn, make_train_step
-from train.checkpoint import Checkpointer, check_workdir_writable, explain_mismatch, param_shapes
+from train.checkpoint import (
+    Checkpointer,
+    check_vocab,
+    check_workdir_writable,
+    explain_mismatch,
+    param_shapes,
+)
+from train.data import DATA_IDENTITY, load_task_data
 from train.errors import UserError
 from train.metrics import TrainLogger
 
@@ -26,60 +42,88 @@ def chunk_lengths(start: int, steps: int, period: int) -> list[int]:
     return lengths
 
 
-def restore_or_init(ckpt: Checkpointer, meta: dict, config, init_state, abstract):
+def saved_run(ckpt: Checkpointer) -> tuple[int, dict] | tuple[None, None]:
     step = ckpt.latest_step()
-    if step is None:
-        return init_state(), 0
-    saved = ckpt.read_meta(step)
-    mismatch = explain_mismatch(saved.get("config", {}).get("model", {}), meta["config"]["model"],
+    return (None, None) if step is None else (step, ckpt.read_meta(step))
+
+
+def check_same_inputs(saved: dict, config) -> None:
+    """Before anything is written to the workdir: the checkpoint there must be of this task
+    and data."""
+    saved_config = saved.get("config", {})
+    if saved_config.get("task") != config.task:
+        raise UserError("workdir holds a checkpoint of another task; pass another --workdir, "
+                        "or the settings of the run that made it.")
+    current = {k: v for k, v in (config.data.to_dict() if "data" in config else {}).items()
+               if k in DATA_IDENTITY}
+    differing = [k for k in sorted(current) if saved_config.get("data", {}).get(k) != current[k]]
+    if differing:
+        k = differing[0]
+        raise UserError(f"workdir holds a checkpoint trained on other data (data.{k} is "
+                        f"{saved_config['data'].get(k)!r} there but {current[k]!r} here); pass "
+                        "another --workdir, or the settings of the run that made it.")
+
+
+def check_same_model(saved: dict, meta: dict) -> None:
+    check_vocab(saved, meta["vocab_size"])
+    mismatch = explain_mismatch(saved["config"].get("model", {}), meta["config"]["model"],
                                 saved.get("param_shapes", {}), meta["param_shapes"])
-    if mismatch or saved["config"].get("task") != config.task:
-        raise UserError(f"{mismatch or 'workdir holds a checkpoint of another task'}; "
-                        "pass another --workdir, or the settings of the run that made it.")
-    return ckpt.restore(step, abstract), step
+    if mismatch:
+        raise UserError(f"{mismatch}; pass another --workdir, or the settings of the run that "
+                        "made it.")
 
 
 def make_eval_fn(model, task):
-    return jax.jit(lambda params: task.evaluate(lambda t: model.apply({"params": params}, t)))
+    return jax.jit(lambda params, data: task.evaluate(
+        lambda t: model.apply({"params": params}, t), data))
 
 
-def eval_record(step: int, counts: dict) -> dict:
-    record = {"step": step}
-    for name, (count, total) in jax.device_get(counts).items():
-        record[f"eval/{name}"] = int(count)
-        record[f"eval/{name}_fraction"] = float(count / total)
-    return record
+def eval_record(step: int, task, sums: dict) -> dict:
+    finished = task.finish_eval(jax.device_get(sums))
+    return {"step": step, **{f"eval/{name}": value for name, value in finished.items()}}
 
 
 def train_and_evaluate(config, workdir: str) -> dict:
     """Trains (or resumes) the run `config` describes in `workdir`; returns its summary."""
-    model_cfg, task = check_train_config(config)
-    mesh = make_mesh(check_devices(config, jax.local_device_count()))
+    check_training_fields(config)
     check_workdir_writable(workdir)
-    train_model, eval_model = GPT(model_cfg.replace(deterministic=False)), GPT(model_cfg)
-    optimizer = make_optimizer(config)
-    abstract = abstract_state(train_model, optimizer, config.seed, task.seq_len, mesh)
-    meta = {"config": config.to_dict(), "param_shapes": param_shapes(abstract.params)}
     ckpt = Checkpointer(workdir, config.keep_checkpoints)
     try:
-        state, start = restore_or_init(
-            ckpt, meta, config, lambda: create_state(train_model, optimizer, config.seed,
-                                                     task.seq_len, abstract), abstract)
+        start, saved = saved_run(ckpt)
+        if saved is not None:
+            check_same_inputs(saved, config)
+        _, data = load_task_data(config, workdir, resuming=saved is not None)
+        model_cfg, task = check_train_config(config, data)
+        mesh = make_mesh(check_devices(config, jax.local_device_count()))
+        train_model, eval_model = GPT(model_cfg.replace(deterministic=False)), GPT(model_cfg)
+        optimizer = make_optimizer(config)
+        abstract = abstract_state(train_model, optimizer, config.seed, task.seq_len, mesh)
+        meta = {"config": config.to_dict(), "param_shapes": param_shapes(abstract.params),
+                "vocab_size": model_cfg.vocab_size}
+        if saved is None:
+            state, start = create_state(train_model, optimizer, config.seed, task.seq_len,
+                                        abstract), 0
+        else:
+            check_same_model(saved, meta)
+            state = ckpt.restore(start, abstract)
         print(describe_parameters(state.params, model_cfg))
         if start:
             print(f"resuming from the checkpoint at step {start}")
+        task_data = jax.device_put(task.data, replicated(mesh))
         lengths = chunk_lengths(start, config.steps,
                                 math.gcd(config.log_every, config.eval_every, config.checkpoint_every))
         train_step = make_train_step(train_model, optimizer, task.make_batch, config.batch_size, mesh)
         t0 = time.perf_counter()
-        calls = {n: make_train_fn(train_step, abstract, mesh, n).lower(abstract).compile()
+        calls = {n: make_train_fn(train_step, abstract, mesh, n).lower(abstract, task_data).compile()
                  for n in sorted(set(lengths))}
         compile_seconds = time.perf_counter() - t0
         logger = TrainLogger(workdir, start, config.steps, make_schedule(config))
+        evaluate = make_eval_fn(eval_model, task)
         t0 = time.perf_counter()
-        state, last_eval = run_calls(config, state, start, lengths, calls, logger,
-                                     make_eval_fn(eval_model, task),
-                                     lambda step, s: ckpt.save(step, s, meta))
+        state, last_eval = run_calls(
+            config, state, start, lengths, lambda n, s: calls[n](s, task_data), logger,
+            lambda step, params: eval_record(step, task, evaluate(params, task_data)),
+            lambda step, s: ckpt.save(step, s, meta))
         train_seconds = time.perf_counter() - t0
     finally:
         ckpt.close()
@@ -89,12 +133,12 @@ def train_and_evaluate(config, workdir: str) -> dict:
             "compile_seconds": compile_seconds, "train_seconds": train_seconds}
 
 
-def run_calls(config, state, step, lengths, calls, logger, evaluate, save):
-    """Runs the compiled calls, logging, evaluating and saving on schedule; returns
-    (final state, last eval record)."""
+def run_calls(config, state, step, lengths, run, logger, evaluate, save):
+    """Runs `run(n, state)` over the call lengths, logging, evaluating and saving on
+    schedule; returns (final state, last eval record)."""
     last_eval = None
     for n in lengths:
-        state, sums = calls[n](state)            # dispatched; runs while we read the last window
+        state, sums = run(n, state)              # dispatched; runs while we read the last window
         step += n
         logger.add(sums, n)
         logger.flush()
@@ -103,12 +147,12 @@ def run_calls(config, state, step, lengths, calls, logger, evaluate, save):
             logger.close_window(step)
         if step % config.eval_every == 0 or done:
             logger.flush()
-            last_eval = eval_record(step, evaluate(state.params))
-            logger.log.write(last_eval)
+            last_eval = evaluate(step, state.params)
+            logger.write_eval(last_eval)
         if step % config.checkpoint_every == 0 or done:
             save(step, state)
     logger.close()
     jax.block_until_ready(state)
     if last_eval is None:  # already trained to `steps`: evaluate what is there
-        last_eval = eval_record(step, evaluate(state.params))
+        last_eval = evaluate(step, state.params)
     return state, last_eval

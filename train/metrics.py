@@ -12,6 +12,7 @@ from tqdm import tqdm
 from lowrank_jax.training.step import summarize
 
 METRICS_FILE = "metrics.jsonl"
+BAR_EVAL_METRICS = ("loss", "bits_per_byte", "triples_correct")
 
 
 class MetricsLog:
@@ -52,7 +53,7 @@ class TrainLogger:
         self.schedule = schedule
         # disable=None: a bar on a terminal, nothing in logs and pipes.
         self.bar = tqdm(total=total, initial=start, unit="step", dynamic_ncols=True, disable=None)
-        self.window, self.pending, self.last = [], None, {}
+        self.window, self.pending, self.last, self.postfix = [], None, {}, {}
         self.start, self.t_start = start, time.perf_counter()
 
     def add(self, sums, steps: int) -> None:
@@ -74,7 +75,16 @@ class TrainLogger:
         self.last = {"step": step, **summarize(totals), "lr": float(self.schedule(step - 1)),
                      "steps_per_second": rate}
         self.log.write(self.last)
-        self.bar.set_postfix(loss=f"{self.last['loss']:.4f}", lr=f"{self.last['lr']:.2e}")
+        self.postfix.update(loss=f"{self.last['loss']:.4f}", lr=f"{self.last['lr']:.2e}")
+        self.bar.set_postfix(self.postfix)
+
+    def write_eval(self, record: dict) -> None:
+        """Logged as its own record; the headline figures join the progress bar."""
+        self.log.write(record)
+        for name in BAR_EVAL_METRICS:
+            if f"eval/{name}" in record:
+                self.postfix[f"val_{name}"] = f"{record[f'eval/{name}']:.4g}"
+        self.bar.set_postfix(self.postfix)
 
     def close(self) -> None:
         self.flush()

@@ -10,9 +10,9 @@ import sys
 from lowrank_jax.attention import weights_are_per_token
 from lowrank_jax.model import GPT
 from lowrank_jax.tasks import abc_sort
-from train.checkpoint import load_latest
 from train.cli import parse_flags
 from train.errors import UserError, exit_on_user_error
+from train.pretrained import load_latest
 
 PROGRAM = "python -m train.sort_demo"
 PROMPT = "three letters from a, b, c (end of input to quit)> "
@@ -21,12 +21,12 @@ PROMPT = "three letters from a, b, c (end of input to quit)> "
 def main(argv: list[str]) -> None:
     with exit_on_user_error(PROGRAM):
         flags = parse_flags(argv, PROGRAM, workdir=False)
-        config, model_cfg, params, step = load_latest(flags.workdir)
-        if config.task != "abc_sort":
-            raise UserError(f"workdir {flags.workdir!r} holds a {config.task!r} model, "
+        run = load_latest(flags.workdir)
+        if run.config.task != "abc_sort":
+            raise UserError(f"workdir {flags.workdir!r} holds a {run.config.task!r} model, "
                             "not an ABC sorter; pass the workdir of an abc_sort run.")
-    print(f"loaded the ABC sorter from {flags.workdir} (step {step})")
-    apply_with_weights = abc_sort.traceable(GPT(model_cfg), params)
+    print(f"loaded the ABC sorter from {flags.workdir} (step {run.step})")
+    apply_with_weights = abc_sort.traceable(GPT(run.model_cfg), run.params)
     while True:
         print(PROMPT, end="", flush=True)
         line = sys.stdin.readline()
@@ -39,7 +39,7 @@ def main(argv: list[str]) -> None:
             print(err)
             continue
         print(abc_sort.format_trace(letters, abc_sort.trace(apply_with_weights, letters),
-                                    weights_are_per_token(model_cfg)))
+                                    weights_are_per_token(run.model_cfg)))
 
 
 if __name__ == "__main__":

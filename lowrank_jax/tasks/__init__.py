@@ -1,44 +1,76 @@
 """Tasks: where training batches come from and how a trained model is judged.
 
-A task's batches are a pure function of a key, made on the device inside the
-jitted step; its `evaluate` is jittable and returns counts (the host divides).
+A task's batches are a pure function of a key and the task's device arrays (`data`,
+passed into the jitted step as an argument so a corpus is never baked into the program);
+`evaluate` is jittable and returns sums, which the host turns into metrics with
+`finish_eval`.
 """
 from __future__ import annotations
 
-from typing import Callable, NamedTuple
+import functools
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 import jax
+import jax.numpy as jnp
 
-from lowrank_jax.tasks import abc_sort, random_tokens
+from lowrank_jax.tasks import abc_sort, random_tokens, text
+from lowrank_jax.tasks.text import TextData
+from lowrank_jax.validation import require
 
 LogitsFn = Callable[[jax.Array], jax.Array]
 
 
 class Task(NamedTuple):
     vocab_size: int
-    seq_len: int                                                   # tokens per training row
-    make_batch: Callable[[jax.Array, int], jax.Array]              # (key, batch) -> int32 (B, T)
-    evaluate: Callable[[LogitsFn], dict[str, jax.Array]]           # name -> (count, total)
-    report: Callable                                               # (model, params) -> text
+    seq_len: int                                            # tokens per training row
+    make_batch: Callable[[jax.Array, int, Any], jax.Array]  # (key, batch, data) -> int32 (B, T)
+    evaluate: Callable[[LogitsFn, Any], dict]               # (logits_fn, data) -> sums
+    finish_eval: Callable[[dict], dict]                     # host: sums -> named metrics
+    report: Callable                                        # (model, params) -> text
+    data: Any = ()                                          # host arrays the step reads
 
 
-def abc_sort_evaluate(logits_fn: LogitsFn) -> dict:
-    triples_N3 = jax.numpy.asarray(abc_sort.all_triples())
-    return {"triples_correct": (abc_sort.count_correct(logits_fn, triples_N3), len(triples_N3))}
+def abc_sort_task(model_cfg, data=None) -> Task:
+    del model_cfg, data  # the task fixes its own vocabulary and length
 
+    def evaluate(logits_fn, _):
+        return {"correct": abc_sort.count_correct(logits_fn, jnp.asarray(abc_sort.all_triples()))}
 
-def abc_sort_task(model_cfg) -> Task:
-    del model_cfg  # the task fixes its own vocabulary and length
-    return Task(abc_sort.VOCAB_SIZE, abc_sort.SEQ_LEN, abc_sort.make_batch, abc_sort_evaluate,
+    def finish_eval(sums):
+        correct = int(sums["correct"])
+        return {"triples_correct": correct, "triples_correct_fraction": correct / 27}
+
+    return Task(abc_sort.VOCAB_SIZE, abc_sort.SEQ_LEN,
+                lambda key, batch, _: abc_sort.make_batch(key, batch), evaluate, finish_eval,
                 abc_sort.report)
 
 
-def random_tokens_task(model_cfg) -> Task:
+def random_tokens_task(model_cfg, data=None) -> Task:
     """Rows of max_len + 1 tokens, so the model reads max_len of them."""
+    del data
     vocab, seq_len = model_cfg.vocab_size, model_cfg.max_len + 1
-    return Task(vocab, seq_len, random_tokens.make_batch_fn(vocab, seq_len), lambda logits_fn: {},
+    make_batch = random_tokens.make_batch_fn(vocab, seq_len)
+    return Task(vocab, seq_len, lambda key, batch, _: make_batch(key, batch),
+                lambda logits_fn, _: {}, lambda sums: {},
                 lambda model, params: random_tokens.report(vocab))
 
 
-# name -> a function of the ModelConfig that builds the task
-TASKS = {"abc_sort": abc_sort_task, "random_tokens": random_tokens_task}
+def text_task(model_cfg, data: TextData | None) -> Task:
+    """Windows of max_len + 1 tokens of a corpus (see lowrank_jax.tasks.text)."""
+    require(data is not None, "task 'text' needs its corpus; train it with python -m train.")
+    seq_len = model_cfg.max_len + 1
+    require(len(data.train_tokens) > seq_len,
+            f"the training split has {len(data.train_tokens)} tokens, fewer than one window of "
+            f"model.max_len + 1 = {seq_len}; give more text or a smaller max_len.")
+    require(len(data.val_tokens) >= seq_len,
+            f"the validation split has {len(data.val_tokens)} tokens, fewer than one window of "
+            f"model.max_len + 1 = {seq_len}; raise data.val_fraction or give more text.")
+    return Task(len(data.byte_lengths), seq_len,
+                functools.partial(text.make_batch, seq_len=seq_len), text.evaluate,
+                text.finish_eval, lambda model, params: "",
+                text.device_arrays(data, seq_len))
+
+
+# name -> a function of (ModelConfig, task data or None) that builds the task
+TASKS = {"abc_sort": abc_sort_task, "random_tokens": random_tokens_task, "text": text_task}

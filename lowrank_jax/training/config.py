@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from lowrank_jax.config import ModelConfig
 from lowrank_jax.tasks import TASKS, Task
+from lowrank_jax.tokenizer import MIN_BPE_VOCAB
 from lowrank_jax.validation import check_choice, is_int, is_number, require
 
 WEIGHT_DECAY_ON = ("all", "matrices")
@@ -10,8 +11,37 @@ POSITIVE_INTS = ("steps", "batch_size", "log_every", "eval_every", "checkpoint_e
                  "keep_checkpoints")
 
 
-def check_train_config(config) -> tuple[ModelConfig, Task]:
-    """Raises ConfigError with one sentence for the first bad field; returns (model config, task)."""
+TOKENIZERS = ("bytes", "bpe")
+
+
+def check_train_config(config, data=None) -> tuple[ModelConfig, Task]:
+    """Raises ConfigError with one sentence for the first bad field; returns (model config,
+    task). `data` is what the task reads (the text task's corpus), made by train/."""
+    check_training_fields(config)
+    model_cfg = model_config(config, data)
+    task = TASKS[config.task](model_cfg, data)
+    hint = " (0 takes the tokenizer's)" if config.task == "text" else ""
+    require(model_cfg.vocab_size == task.vocab_size,
+            f"model.vocab_size={model_cfg.vocab_size} is not allowed for task {config.task!r}; "
+            f"its vocabulary has {task.vocab_size} tokens{hint}.")
+    require(model_cfg.max_len >= task.seq_len - 1,
+            f"model.max_len={model_cfg.max_len} is not allowed for task {config.task!r}; "
+            f"it must be at least {task.seq_len - 1}.")
+    return model_cfg, task
+
+
+def model_config(config, data=None) -> ModelConfig:
+    """The text task's model.vocab_size 0 means the tokenizer's vocabulary; until the
+    tokenizer is known, every other field is still checked."""
+    model = config.model.to_dict()
+    if model["vocab_size"] == 0 and config.task == "text":
+        model["vocab_size"] = len(data.byte_lengths) if data is not None else 1
+    return ModelConfig.from_dict(model)
+
+
+def check_training_fields(config) -> None:
+    """Every field a run needs before its data is read: the schedule, the optimizer, the
+    task and its data settings, and the model (but for a vocabulary still to come)."""
     for field in POSITIVE_INTS:
         value = config[field]
         require(is_int(value) and value >= 1,
@@ -32,15 +62,34 @@ def check_train_config(config) -> tuple[ModelConfig, Task]:
     require(is_number(config.grad_clip) and config.grad_clip > 0,
             f"grad_clip={config.grad_clip!r} is not allowed; it must be a positive number.")
     check_choice("task", config.task, tuple(TASKS))
-    model_cfg = ModelConfig.from_dict(config.model.to_dict())
-    task = TASKS[config.task](model_cfg)
-    require(model_cfg.vocab_size == task.vocab_size,
-            f"model.vocab_size={model_cfg.vocab_size} is not allowed for task {config.task!r}; "
-            f"its vocabulary has {task.vocab_size} tokens.")
-    require(model_cfg.max_len >= task.seq_len - 1,
-            f"model.max_len={model_cfg.max_len} is not allowed for task {config.task!r}; "
-            f"it must be at least {task.seq_len - 1}.")
-    return model_cfg, task
+    if config.task == "text":
+        check_data_config(config.data)
+    model_config(config)
+
+
+def check_data_config(data) -> None:
+    require(isinstance(data.path, str) and data.path or
+            isinstance(data.path, (list, tuple)) and data.path and
+            all(isinstance(p, str) and p for p in data.path),
+            f"data.path={data.path!r} is not allowed; give a file, a folder, a list of them, "
+            "or 'stdlib'.")
+    require(isinstance(data.glob, str) and data.glob,
+            f"data.glob={data.glob!r} is not allowed; give a pattern such as '**/*.txt'.")
+    require(is_number(data.val_fraction) and 0 < data.val_fraction < 1,
+            f"data.val_fraction={data.val_fraction!r} is not allowed; it must be in (0, 1).")
+    check_choice("data.tokenizer", data.tokenizer, TOKENIZERS)
+    require(not data.tokenizer_path or data.tokenizer == "bpe",
+            f"data.tokenizer_path={data.tokenizer_path!r} is read only with data.tokenizer='bpe'.")
+    require(data.tokenizer != "bpe" or data.tokenizer_path or
+            is_int(data.vocab_size) and data.vocab_size >= MIN_BPE_VOCAB,
+            f"data.vocab_size={data.vocab_size!r} is not allowed; a BPE tokenizer trained here "
+            f"needs at least {MIN_BPE_VOCAB} (256 bytes plus merges).")
+    require(is_int(data.eval_windows) and data.eval_windows >= 0,
+            f"data.eval_windows={data.eval_windows!r} is not allowed; it must be an integer >= 0 "
+            "(0: the whole validation split).")
+    require(is_int(data.eval_batch_size) and data.eval_batch_size >= 1,
+            f"data.eval_batch_size={data.eval_batch_size!r} is not allowed; it must be a positive "
+            "integer.")
 
 
 def check_devices(config, available: int) -> int:

@@ -1,4 +1,4 @@
-"""The training step: batch from (key, step) on the device, loss, gradients, AdamW update.
+"""The training step: batch from (key, step, task data) on the device, loss, gradients, AdamW update.
 
 `make_train_fn` jits `steps_per_call` of them under one lax.scan with in/out shardings
 on the mesh and the state donated, so the host dispatches once per call and never
@@ -7,13 +7,18 @@ denominators; the host divides.
 """
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
 import optax
 
-from lowrank_jax.training.state import TrainState, batch_sharding, replicated, state_shardings
+from lowrank_jax.training.state import (
+    TrainState,
+    batch_sharding,
+    replicated,
+    state_shardings,
+)
 
 
 def next_token_metrics(logits_BTV, targets_BT) -> tuple[jax.Array, dict]:
@@ -29,10 +34,10 @@ def make_train_step(model, optimizer, make_batch, batch_size: int, mesh) -> Call
         logits_BTV = model.apply({"params": params}, tokens_BT[:, :-1], rngs={"dropout": dropout_key})
         return next_token_metrics(logits_BTV, tokens_BT[:, 1:])
 
-    def train_step(state: TrainState) -> tuple[TrainState, dict]:
+    def train_step(state: TrainState, data) -> tuple[TrainState, dict]:
         step_key = jax.random.fold_in(jax.random.wrap_key_data(state.rng), state.step)
         data_key, dropout_key = jax.random.split(step_key)
-        tokens_BT = jax.lax.with_sharding_constraint(make_batch(data_key, batch_size),
+        tokens_BT = jax.lax.with_sharding_constraint(make_batch(data_key, batch_size, data),
                                                      batch_sharding(mesh))
         (_, sums), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params, tokens_BT,
                                                                      dropout_key)
@@ -45,13 +50,16 @@ def make_train_step(model, optimizer, make_batch, batch_size: int, mesh) -> Call
 
 
 def make_train_fn(train_step: Callable, abstract: TrainState, mesh, steps_per_call: int):
-    """jit(state -> (state after `steps_per_call` steps, summed metrics)), state donated."""
-    def run(state):
-        state, sums = jax.lax.scan(lambda s, _: train_step(s), state, None, length=steps_per_call)
+    """jit((state, task data) -> (state after `steps_per_call` steps, summed metrics)),
+    the state donated, the task data replicated on every device."""
+    def run(state, data):
+        state, sums = jax.lax.scan(lambda s, _: train_step(s, data), state, None,
+                                   length=steps_per_call)
         return state, jax.tree.map(lambda x: x.sum(0), sums)
 
     shardings = state_shardings(abstract, mesh)
-    return jax.jit(run, in_shardings=(shardings,), out_shardings=(shardings, replicated(mesh)),
+    return jax.jit(run, in_shardings=(shardings, replicated(mesh)),
+                   out_shardings=(shardings, replicated(mesh)),
                    donate_argnums=0)
 
 

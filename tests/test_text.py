@@ -1,0 +1,181 @@
+"""The text task: windows, validation, bits per byte, the workdir's tokenizer, resuming."""
+import math
+import os
+import shutil
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from configs.lm_standard import get_config
+from lowrank_jax.tasks import text
+from lowrank_jax.tokenizer import BPETokenizer, ByteTokenizer
+from tests.test_cli import assert_clean_error, run, tree_digest
+from train.errors import UserError
+from train.loop import train_and_evaluate
+from train.metrics import read_metrics
+from train.pretrained import load_latest
+
+TINY = dict(max_len=16, d_model=16, n_layers=1, n_heads=2, d_ff=32)
+
+
+@pytest.fixture(scope="module")
+def corpus_dir(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("corpus")
+    rng = np.random.default_rng(0)
+    words = ["lambda", "def", "return", "yield", "naïve", "日本", "→", "(", ")", ":", "\n"]
+    for i in range(6):
+        (folder / f"doc{i}.txt").write_text(" ".join(rng.choice(words, 400)), encoding="utf-8")
+    return folder
+
+
+def tiny_config(corpus_dir, cache_dir, **changes):
+    config = get_config("local")
+    config.model.update(TINY)
+    config.data.update(dict(path=str(corpus_dir), glob="*.txt", val_fraction=0.2,
+                            cache_dir=str(cache_dir), eval_windows=8, eval_batch_size=4))
+    config.update(dict(steps=8, warmup_steps=2, log_every=2, eval_every=4, checkpoint_every=4,
+                       batch_size=4, num_devices=1))
+    config.update(changes)
+    return config
+
+
+def test_batches_are_windows_of_the_training_split_and_a_function_of_the_key():
+    train = np.arange(1000) % 251
+    arrays = {"train": jnp.asarray(train, jnp.uint8)}
+    key = jax.random.key(3)
+    batch = np.asarray(text.make_batch(key, 8, arrays, seq_len=17))
+    assert batch.shape == (8, 17) and batch.dtype == np.int32
+    for row in batch:
+        np.testing.assert_array_equal(row, train[row[0]:row[0] + 17])  # value == index here
+    np.testing.assert_array_equal(batch, text.make_batch(key, 8, arrays, seq_len=17))
+    assert not np.array_equal(batch, text.make_batch(jax.random.fold_in(key, 1), 8, arrays, seq_len=17))
+
+
+def test_validation_windows_predict_every_token_once():
+    val = np.arange(50)
+    windows = text.validation_windows(val, 8, 0)
+    assert windows.shape == (7, 8)  # (50 - 1) // 7 windows
+    targets = windows[:, 1:].ravel()
+    np.testing.assert_array_equal(targets, np.arange(1, 50))
+    spread = text.validation_windows(val, 8, 3)
+    np.testing.assert_array_equal(spread[:, 0], [0, 21, 42])
+
+
+def test_bits_per_byte_of_a_uniform_model():
+    """A uniform model over V tokens spends log2(V) bits per token; per byte that is
+    divided by the bytes each target stands for."""
+    tok = BPETokenizer.train(["the cat sat on the mat " * 40], 300)
+    ids = np.asarray(tok.encode("the cat sat on the mat " * 12), np.int32)
+    data = text.TextData(ids, ids, tok.byte_lengths(), eval_windows=0, eval_batch_size=2)
+    arrays = text.device_arrays(data, seq_len=9)
+    vocab = tok.vocab_size
+    sums = text.evaluate(lambda t: jnp.zeros((*t.shape, vocab)), arrays)
+    metrics = text.finish_eval(jax.device_get(sums))
+    targets = arrays["val_NbxBxT"][..., 1:].ravel()
+    expected_bytes = sum(len(tok.decode([t]).encode()) for t in targets)
+    assert sums["bytes"] == expected_bytes
+    np.testing.assert_allclose(metrics["loss"], math.log(vocab), rtol=1e-6)
+    np.testing.assert_allclose(metrics["perplexity"], vocab, rtol=1e-5)
+    np.testing.assert_allclose(metrics["bits_per_byte"],
+                               math.log2(vocab) * len(targets) / expected_bytes, rtol=1e-6)
+    assert ByteTokenizer().byte_lengths().sum() == 256
+
+
+def test_narrow_token_dtypes():
+    assert text.token_dtype(256) == np.uint8
+    assert text.token_dtype(257) == np.uint16 and text.token_dtype(65536) == np.uint16
+    assert text.token_dtype(50257) == np.uint16 and text.token_dtype(65537) == np.uint32
+
+
+def without_timing(records):
+    return [{k: v for k, v in r.items() if k != "steps_per_second"} for r in records]
+
+
+def test_resumed_text_run_keeps_the_data_order(corpus_dir, tmp_path):
+    config = tiny_config(corpus_dir, tmp_path / "cache")
+    whole, halves = str(tmp_path / "whole"), str(tmp_path / "halves")
+    train_and_evaluate(config, whole)
+    shutil.copytree(whole, halves)
+    shutil.rmtree(os.path.join(halves, "checkpoints", "8"))  # as if stopped after step 4
+    assert train_and_evaluate(config, halves)["step"] == 8
+    assert without_timing(read_metrics(halves)) == without_timing(read_metrics(whole))
+    jax.tree.map(np.testing.assert_array_equal, load_latest(halves).params,
+                 load_latest(whole).params)
+    evals = [r for r in read_metrics(whole) if "eval/bits_per_byte" in r]
+    assert [r["step"] for r in evals] == [4, 8]
+    assert 0 < evals[-1]["eval/bits_per_byte"] < evals[0]["eval/bits_per_byte"] < 8.5
+
+
+def test_workdir_keeps_the_tokenizer_and_the_cache_is_reused(corpus_dir, tmp_path, capsys):
+    config = tiny_config(corpus_dir, tmp_path / "cache", steps=4)
+    config.data.update(dict(tokenizer="bpe", vocab_size=300))
+    workdir = str(tmp_path / "run")
+    train_and_evaluate(config, workdir)
+    first = capsys.readouterr().out
+    assert "training a byte-level BPE tokenizer" in first and "tokenizing the train split" in first
+    loaded = load_latest(workdir)
+    assert loaded.model_cfg.vocab_size == loaded.tokenizer.vocab_size <= 300
+    sample = "def naïve(): return 日本 → x"
+    assert loaded.tokenizer.decode(loaded.tokenizer.encode(sample)) == sample
+    config.steps = 6
+    train_and_evaluate(config, workdir)  # resumes: the saved tokenizer, the cached tokens
+    again = capsys.readouterr().out
+    assert "resuming from the checkpoint at step 4" in again
+    assert "tokenizing" not in again and "training a byte-level BPE" not in again
+
+
+def test_other_data_in_the_workdir_is_refused_and_left_alone(corpus_dir, tmp_path):
+    workdir = str(tmp_path / "run")
+    train_and_evaluate(tiny_config(corpus_dir, tmp_path / "cache", steps=4), workdir)
+    before = tree_digest(workdir)
+    config = tiny_config(corpus_dir, tmp_path / "cache", steps=6)
+    config.data.val_fraction = 0.3
+    with pytest.raises(UserError, match=r"^workdir holds a checkpoint trained on other data "
+                                        r"\(data\.val_fraction is 0\.2 there but 0\.3 here\)"):
+        train_and_evaluate(config, workdir)
+    assert tree_digest(workdir) == before
+
+
+def cli_flags(corpus_dir, cache_dir):
+    return ["--config", "configs/lm_standard.py:local", "--config.steps=4",
+            "--config.warmup_steps=1", "--config.log_every=2", "--config.eval_every=4",
+            "--config.checkpoint_every=4", "--config.batch_size=4", "--config.num_devices=1",
+            "--config.model.max_len=16", "--config.model.d_model=16", "--config.model.n_layers=1",
+            f"--config.data.path={corpus_dir}", "--config.data.glob=*.txt",
+            "--config.data.val_fraction=0.2", f"--config.data.cache_dir={cache_dir}",
+            "--config.data.eval_windows=8", "--config.data.eval_batch_size=4"]
+
+
+def test_cli_trains_evaluates_and_refuses_a_foreign_tokenizer(corpus_dir, tmp_path):
+    workdir = str(tmp_path / "run")
+    flags = cli_flags(corpus_dir, tmp_path / "cache")
+    assert run("train", "--workdir", workdir, *flags).returncode == 0
+    logged = [r for r in read_metrics(workdir) if "eval/loss" in r][-1]
+    result = run("train.evaluate", "--workdir", workdir)
+    assert result.returncode == 0, result.stderr
+    for name in ("loss", "perplexity", "bits_per_byte"):
+        assert f"  {name}: {logged[f'eval/{name}']:.6g}" in result.stdout
+    with open(os.path.join(workdir, "tokenizer.json"), "w") as f:
+        f.write(BPETokenizer.train(["some other text " * 30], 280).to_json())
+    before = tree_digest(workdir)
+    for module, args in (("train", flags + ["--config.steps=8"]), ("train.evaluate", [])):
+        assert_clean_error(run(module, "--workdir", workdir, *args),
+                           "tokens but the checkpoint in the workdir was trained with 256; put "
+                           "back the tokenizer.json the run was trained with.")
+    assert tree_digest(workdir) == before
+
+
+@pytest.mark.parametrize("content,message", [
+    (None, "does not exist; give a text file, a folder or a list of them"),
+    (b"", "the corpus is empty: its files hold no text."),
+    (b"ab\x00cd", "bad.txt is a binary file, not text"),
+    ("café".encode("latin-1"), "bad.txt is not UTF-8 text"),
+])
+def test_bad_corpus_from_the_command_line(content, message, tmp_path):
+    path = tmp_path / "bad.txt"
+    if content is not None:
+        path.write_bytes(content)
+    flags = cli_flags(path, tmp_path / "cache")
+    assert_clean_error(run("train", "--workdir", str(tmp_path / "run"), *flags), message)

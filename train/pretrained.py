@@ -1,0 +1,58 @@
+"""Reading a trained run back from its workdir: config, tokenizer, task and parameters."""
+from __future__ import annotations
+
+import os
+from typing import Any, NamedTuple
+
+import ml_collections
+
+from lowrank_jax.config import ModelConfig
+from lowrank_jax.model import GPT
+from lowrank_jax.tasks import Task
+from lowrank_jax.training.config import check_train_config
+from lowrank_jax.training.optim import make_optimizer
+from lowrank_jax.training.state import abstract_state, make_mesh
+from train.checkpoint import CHECKPOINT_DIR, Checkpointer, check_vocab
+from train.data import load_task_data
+from train.errors import UserError
+
+
+class Run(NamedTuple):
+    config: ml_collections.ConfigDict
+    model_cfg: ModelConfig
+    task: Task
+    params: Any
+    step: int
+    tokenizer: Any          # None for tasks with their own vocabulary
+
+
+def load_latest(workdir: str, data_overrides: dict | None = None) -> Run:
+    """The newest checkpoint in `workdir` with everything needed to use it, on one device.
+    `data_overrides` changes how a text task reads its data (e.g. eval_windows), not which."""
+    if not os.path.isdir(os.path.join(workdir, CHECKPOINT_DIR)):
+        raise UserError(f"workdir {workdir!r} holds no checkpoint; train one first with "
+                        f"python -m train --workdir {workdir}.")
+    ckpt = Checkpointer(workdir, keep=1, read_only=True)
+    try:
+        step = ckpt.latest_step()
+        if step is None:
+            raise UserError(f"workdir {workdir!r} holds no finished checkpoint; train one first.")
+        meta = ckpt.read_meta(step)
+        config = ml_collections.ConfigDict(meta["config"])
+        if data_overrides:
+            config.data.update(data_overrides)
+        tokenizer, data = load_task_data(config, workdir, resuming=True)
+        model_cfg, task = check_train_config(config, data)
+        check_vocab(meta, model_cfg.vocab_size)
+        abstract = abstract_state(GPT(model_cfg), make_optimizer(config), config.seed,
+                                  task.seq_len, make_mesh(1))
+        params = ckpt.restore(step, abstract).params
+    finally:
+        ckpt.close()
+    return Run(config, model_cfg, task, params, step, tokenizer)
+
+
+def load_pretrained(workdir: str):
+    """(model, params, tokenizer, config) of the newest checkpoint in a training workdir."""
+    run = load_latest(workdir)
+    return GPT(run.model_cfg), run.params, run.tokenizer, run.config
