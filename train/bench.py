@@ -1,11 +1,13 @@
-"""python -m train.bench {abc-sort,abc-variants} [--repeats N] [--seeds S ...] [--out benchmarks]
+"""python -m train.bench {abc-sort,abc-variants,lm-variants} [--repeats N] [--seeds S ...] [--size local|full] [--steps N] [--keep DIR] [--out benchmarks]
 
 abc-sort: times `python -m train`'s default run (the seed-001 ABC sorter, 15000 steps)
 on this machine: compile time, training wall time, steps per second, and whether it
 reached 27/27.
 abc-variants: every attention variant on the ABC task with the seed's budget, over
 several seeds: parameters and triples sorted.
-Both write JSON and a markdown table to --out.
+lm-variants: every lm_<variant> config and the lumenspark preset on the default corpus
+with the same steps and batch: parameters, validation loss and bits per byte, speed.
+Each writes JSON and a markdown table to --out.
 """
 from __future__ import annotations
 
@@ -35,10 +37,15 @@ VARIANTS = {  # name -> (config argument, overrides)
 }
 
 
-def train_quietly(config) -> tuple[dict, float]:
+LM_CONFIGS = ("lm_standard", "lm_deep_qkv", "lm_lowrank_qk", "lm_linformer", "lumenspark")
+
+
+def train_quietly(config, workdir: str | None = None) -> tuple[dict, float]:
     from train.loop import train_and_evaluate
 
-    with tempfile.TemporaryDirectory() as workdir, contextlib.redirect_stdout(io.StringIO()):
+    with contextlib.ExitStack() as stack:
+        workdir = workdir or stack.enter_context(tempfile.TemporaryDirectory())
+        stack.enter_context(contextlib.redirect_stdout(io.StringIO()))
         start = time.perf_counter()
         summary = train_and_evaluate(config, workdir)
     return summary, time.perf_counter() - start
@@ -68,6 +75,52 @@ def bench_abc_variants(seeds: list[int]) -> dict:
     return {"benchmark": "abc_variants",
             "command": f"{PROGRAM} abc-variants --seeds {' '.join(map(str, seeds))}",
             "steps": steps, "machine": machine(), "rows": rows}
+
+
+def bench_lm_variants(size: str, steps: int | None, keep: str | None) -> dict:
+    """One shared token cache; each run's workdir kept under `keep` when given."""
+    arg = ":local" if size == "local" else ""
+    rows = []
+    with tempfile.TemporaryDirectory() as scratch:
+        for name in LM_CONFIGS:
+            config = load_config(SimpleNamespace(config=f"configs/{name}.py{arg}", overrides=[]))
+            config.data.cache_dir = os.path.join(keep or scratch, "token_cache")
+            config.data.eval_windows = 512
+            if steps:
+                config.update(dict(steps=steps, warmup_steps=min(config.warmup_steps, steps // 10),
+                                   eval_every=steps, checkpoint_every=steps,
+                                   log_every=min(config.log_every, steps)))
+            summary, _ = train_quietly(config, keep and os.path.join(keep, name))
+            rows.append({"config": f"configs/{name}.py{arg}",
+                         "attention": config.model.attention,
+                         "attention_kwargs": config.model.attention_kwargs.to_dict(),
+                         "parameters": summary["parameters"],
+                         "train_loss": summary["train"]["loss"],
+                         **{k.removeprefix("eval/"): v for k, v in summary["eval"].items()
+                            if k != "step"},
+                         "train_seconds": summary["train_seconds"],
+                         "steps_per_second": config.steps / summary["train_seconds"]})
+    command = f"{PROGRAM} lm-variants --size {size}" + (f" --steps {steps}" if steps else "")
+    return {"benchmark": f"lm_variants_{size}", "command": command, "steps": config.steps,
+            "batch_size": config.batch_size, "max_len": config.model.max_len,
+            "eval_windows": 512, "machine": machine(), "rows": rows}
+
+
+def lm_markdown(result: dict) -> str:
+    m = result["machine"]
+    lines = [f"# Language models on the Python standard library, {result['steps']} steps x "
+             f"batch {result['batch_size']} x {result['max_len']} tokens each", "",
+             f"`{result['command']}` on {m['cpus']} CPU cores (jax {m['jax']}, backend "
+             f"{m['backend']}). Validation: {result['eval_windows']} windows of "
+             f"{result['max_len']} tokens spread over the validation split.", "",
+             "| config | attention | parameters | val loss | val bits/byte | train s | steps/s |",
+             "|---|---|---|---|---|---|---|"]
+    for r in result["rows"]:
+        kwargs = ", ".join(f"{k}={v}" for k, v in r["attention_kwargs"].items())
+        lines.append(f"| `{r['config']}` | {r['attention']}({kwargs}) | {r['parameters']:,} | "
+                     f"{r['loss']:.4f} | {r['bits_per_byte']:.4f} | {r['train_seconds']:.0f} | "
+                     f"{r['steps_per_second']:.1f} |")
+    return "\n".join(lines) + "\n"
 
 
 def bench_abc_sort(repeats: int) -> dict:
@@ -117,7 +170,10 @@ def markdown(result: dict) -> str:
 
 def main(argv: list[str]) -> None:
     parser = argparse.ArgumentParser(prog=PROGRAM, description=__doc__.splitlines()[0])
-    parser.add_argument("benchmark", choices=["abc-sort", "abc-variants"])
+    parser.add_argument("benchmark", choices=["abc-sort", "abc-variants", "lm-variants"])
+    parser.add_argument("--size", choices=["local", "full"], default="local")
+    parser.add_argument("--steps", type=int, default=None, help="lm-variants: steps per run")
+    parser.add_argument("--keep", default=None, help="lm-variants: keep each run's workdir here")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--seeds", type=int, nargs="+", default=[42, 0, 1])
     parser.add_argument("--out", default="benchmarks")
@@ -125,9 +181,12 @@ def main(argv: list[str]) -> None:
     with exit_on_user_error(PROGRAM):
         if args.benchmark == "abc-sort":
             result, text = bench_abc_sort(args.repeats), None
-        else:
+        elif args.benchmark == "abc-variants":
             result = bench_abc_variants(args.seeds)
             text = variants_markdown(result)
+        else:
+            result = bench_lm_variants(args.size, args.steps, args.keep)
+            text = lm_markdown(result)
     os.makedirs(args.out, exist_ok=True)
     stem = os.path.join(args.out, result["benchmark"])
     with open(stem + ".json", "w") as f:
