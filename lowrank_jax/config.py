@@ -26,7 +26,7 @@ CHOICES = {
     "param_dtype": tuple(DTYPES),
 }
 POSITIVE_INTS = ("vocab_size", "max_len", "d_model", "n_layers", "n_heads", "d_ff")
-BOOLS = ("causal", "use_bias", "tie_embeddings", "deterministic")
+BOOLS = ("causal", "use_bias", "tie_embeddings", "deterministic", "decode")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -57,6 +57,9 @@ class ModelConfig:
     embed_init_std: float = 0.02
     # True: no dropout (eval, decode). Training uses cfg.replace(deterministic=False).
     deterministic: bool = True
+    # True: attention keeps a cache in the "cache" collection, filled by one prefill call and
+    # extended one token a row per call (lowrank_jax.generate builds it; never a training config).
+    decode: bool = False
 
     def __post_init__(self):
         for field in POSITIVE_INTS:
@@ -85,6 +88,13 @@ class ModelConfig:
                 f"dropout={self.dropout!r} is not allowed; it must be in [0, 1).")
         require(is_number(self.embed_init_std) and self.embed_init_std > 0,
                 f"embed_init_std={self.embed_init_std!r} is not allowed; it must be positive.")
+        if self.decode:
+            require(self.causal,
+                    "causal=False is not allowed for decoding (decode=True, as generate uses); an "
+                    "encoder sees the whole sequence at once, so only a causal model can generate.")
+            require(self.deterministic,
+                    "decode=True is not allowed with deterministic=False; decoding never uses "
+                    "dropout, so decode belongs in inference configs, not training ones.")
         check_choice("attention", self.attention, tuple(ATTENTIONS))
         require(isinstance(self.attention_kwargs, Mapping),
                 f"attention_kwargs={self.attention_kwargs!r} is not allowed; it must be a mapping.")

@@ -11,7 +11,7 @@ import jax.numpy as jnp
 from flax import linen as nn
 from flax import traverse_util
 
-from lowrank_jax.attention import ATTENTIONS, layer_shared_module
+from lowrank_jax.attention import ATTENTIONS, cache, layer_shared_module
 from lowrank_jax.attention.core import ATTENTION_WEIGHTS, at_least_float32
 from lowrank_jax.config import ModelConfig
 from lowrank_jax.validation import ConfigError
@@ -25,11 +25,13 @@ class Block(nn.Module):
     shared: Any = None  # a module every layer's attention shares, if the variant has one
 
     @nn.compact
-    def __call__(self, x_BLE: jax.Array, padding_mask_BL: jax.Array | None = None) -> jax.Array:
+    def __call__(self, x_BLE: jax.Array, padding_mask_BL: jax.Array | None = None,
+                 lengths_B: jax.Array | None = None) -> jax.Array:
         cfg = self.cfg
         extra = {} if self.shared is None else {"shared": self.shared}
         attention = ATTENTIONS[cfg.attention](cfg, name="attention", **extra)
-        sublayers = ((functools.partial(attention, padding_mask_BL=padding_mask_BL),
+        sublayers = ((functools.partial(attention, padding_mask_BL=padding_mask_BL,
+                                        lengths_B=lengths_B),
                       make_norm(cfg, "norm1")),
                      (FeedForward(cfg, name="ffn"), make_norm(cfg, "norm2")))
         for sublayer, norm in sublayers:
@@ -43,11 +45,35 @@ class Block(nn.Module):
         return nn.Dropout(self.cfg.dropout)(x, deterministic=self.cfg.deterministic)
 
 
+def decode_positions(module: nn.Module, tokens_BL, padding_mask_BL):
+    """Decode mode: (positions_BL of the tokens, lengths_B once they are in the cache).
+
+    The cache's "lengths" (B,) counts each row's tokens. Without a cache the call is the
+    prefill: positions 0..L-1, the real tokens a prefix of each row (right padding). With
+    one it is a step: one token a row, at the row's own position.
+    """
+    batch, length = tokens_BL.shape
+    step = cache.is_step(module, "lengths")
+    lengths = cache.cache_variable(module, "lengths", (batch,), jnp.int32)
+    if step:
+        if length != 1:
+            raise ConfigError(f"a decode step of {length} tokens is not allowed; after the prefill "
+                              "each call adds exactly one token a row.")
+        positions_BL = lengths.value[:, None]
+        lengths.value = lengths.value + 1
+    else:
+        positions_BL = jnp.arange(length)[None, :]
+        lengths.value = (jnp.full((batch,), length, jnp.int32) if padding_mask_BL is None
+                         else padding_mask_BL.sum(1, dtype=jnp.int32))
+    return positions_BL, lengths.value
+
+
 def encode(module: nn.Module, cfg: ModelConfig, tokens_BL, padding_mask_BL):
     """The trunk every head shares: embeddings, the blocks, the final norm.
 
     Called inside a head's compact __call__, so its parameters sit at the top level of
     that head (token_embed, pos_embed, block_i, final_norm). Returns (x_BLE, token_embed).
+    With cfg.decode the attention layers keep caches (see attention/cache.py).
     """
     chex.assert_rank(tokens_BL, 2)
     length = tokens_BL.shape[1]
@@ -63,11 +89,18 @@ def encode(module: nn.Module, cfg: ModelConfig, tokens_BL, padding_mask_BL):
                            name="token_embed")
     pos_embed_LE = module.param("pos_embed", embed_init, (cfg.max_len, cfg.d_model),
                                 cfg.params_dtype)
-    x_BLE = token_embed(tokens_BL) + pos_embed_LE[:length].astype(cfg.compute_dtype)
+    tokens_BLE, lengths_B = token_embed(tokens_BL), None
+    if cfg.decode:
+        positions_BL, lengths_B = decode_positions(module, tokens_BL, padding_mask_BL)
+        pos_BLE = pos_embed_LE[positions_BL]
+        padding_mask_BL = None  # right padding sits in the causal future of every real token
+    else:
+        pos_BLE = pos_embed_LE[:length]
+    x_BLE = tokens_BLE + pos_BLE.astype(cfg.compute_dtype)
     x_BLE = nn.Dropout(cfg.dropout)(x_BLE, deterministic=cfg.deterministic)
     shared = layer_shared_module(cfg)
     for i in range(cfg.n_layers):
-        x_BLE = Block(cfg, shared, name=f"block_{i}")(x_BLE, padding_mask_BL)
+        x_BLE = Block(cfg, shared, name=f"block_{i}")(x_BLE, padding_mask_BL, lengths_B)
     return make_norm(cfg, "final_norm")(x_BLE), token_embed
 
 
@@ -75,6 +108,9 @@ class GPT(nn.Module):
     """tokens int32 (B, L) -> logits (B, L, vocab_size), float32 (float64 in float64 mode).
 
     `padding_mask_BL` (True for real tokens) hides padded positions from every query.
+    With cfg.decode, apply with mutable=["cache"]: first without a cache on the right-padded
+    prompts (the mask marks each row's length), then with the returned cache on one new
+    token a row per call; lowrank_jax.generate does this.
     """
 
     cfg: ModelConfig

@@ -91,6 +91,16 @@ def softmax_attention(q_BLHD, k_BSHD, v_BSHD, mask_LS, scale):
     return out_BLHD, probs_BHLS
 
 
+def self_attention(module: nn.Module, q_BLHD, k_BLHD, v_BLHD, *, causal: bool,
+                   padding_mask_BL, scale) -> jax.Array:
+    """Softmax attention of a sequence to itself (causal or not, padding hidden); the module
+    sows the weights. Returns out_BLHD."""
+    mask = self_attention_mask(q_BLHD.shape[1], causal, padding_mask_BL)
+    out_BLHD, probs_BHLL = softmax_attention(q_BLHD, k_BLHD, v_BLHD, mask, scale)
+    sow_weights(module, probs_BHLL)
+    return out_BLHD
+
+
 def sow_weights(module: nn.Module, probs_BHLS) -> None:
     """Stores attention weights when the caller asked for `mutable=["intermediates"]`."""
     module.sow("intermediates", ATTENTION_WEIGHTS, probs_BHLS)

@@ -8,6 +8,7 @@ the output projection is E x E. There are no biases in this module.
 """
 from __future__ import annotations
 
+import functools
 from typing import TYPE_CHECKING, ClassVar
 
 import chex
@@ -15,7 +16,7 @@ import jax
 import jax.numpy as jnp
 from flax import linen as nn
 
-from lowrank_jax.attention import core
+from lowrank_jax.attention import cache, core
 from lowrank_jax.validation import is_int, is_number, require
 
 if TYPE_CHECKING:
@@ -62,14 +63,18 @@ class DeepQKVAttention(nn.Module):
         return factorized_weight(A_HER, B_HRD, base_HED, kw["temp"]).astype(cfg.compute_dtype)
 
     @nn.compact
-    def __call__(self, x_BLE: jax.Array, padding_mask_BL: jax.Array | None = None) -> jax.Array:
+    def __call__(self, x_BLE: jax.Array, padding_mask_BL: jax.Array | None = None,
+                 lengths_B: jax.Array | None = None) -> jax.Array:
+        """`lengths_B`: decode mode only, each row's length once x's tokens are cached."""
         cfg = self.cfg
         chex.assert_rank(x_BLE, 3)
         x_BLE = x_BLE.astype(cfg.compute_dtype)
         q_BLHD, k_BLHD, v_BLHD = (jnp.einsum("ble,hed->blhd", x_BLE, self.head_weight(n))
                                   for n in ("query", "key", "value"))
-        mask = core.self_attention_mask(x_BLE.shape[1], cfg.causal, padding_mask_BL)
-        out_BLHD, probs_BHLL = core.softmax_attention(q_BLHD, k_BLHD, v_BLHD, mask,
-                                                      cfg.d_head ** -0.5)
-        core.sow_weights(self, probs_BHLL)
+        scale = cfg.d_head ** -0.5
+        attend = functools.partial(core.self_attention, self, causal=cfg.causal,
+                                   padding_mask_BL=padding_mask_BL, scale=scale)
+        out_BLHD = (cache.kv_cached_attention(self, attend, q_BLHD, k_BLHD, v_BLHD, lengths_B,
+                                              scale)
+                    if cfg.decode else attend(q_BLHD, k_BLHD, v_BLHD))
         return core.output_projection(cfg, use_bias=False, kernel_init=base_init_2d)(out_BLHD)

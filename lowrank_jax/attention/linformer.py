@@ -25,7 +25,7 @@ import jax
 import jax.numpy as jnp
 from flax import linen as nn
 
-from lowrank_jax.attention import core
+from lowrank_jax.attention import cache, core
 from lowrank_jax.validation import check_choice, is_int, require
 
 if TYPE_CHECKING:
@@ -117,6 +117,23 @@ def bidirectional_attention(q_BLHD, k_BLHD, v_BLHD, E, F, scale):
     return core.softmax_attention(q_BLHD, k_BKHD, v_BKHD, every_slot_LK, scale)
 
 
+def to_blocks(x_BLHD, block_size: int):
+    """(B, N, b, H, D) with N = ceil(L / b); the padding is in the future of every real query."""
+    batch, length, heads, _ = x_BLHD.shape
+    n = -(-length // block_size)                        # blocks, the last one maybe partial
+    x_BLHD = cache.pad_rows(x_BLHD, n * block_size)
+    return x_BLHD.reshape(batch, n, block_size, heads, -1)
+
+
+def compress_blocks(x_BNbHD, P):
+    """Block j -> its c slots E_j^T x_j: (B, N*c, H, D). P is (max_len, c) or (H, max_len, c)."""
+    batch, n, block_size, heads, _ = x_BNbHD.shape
+    slots = P.shape[-1]
+    P = P[..., :n * block_size, :].reshape(*P.shape[:-2], n, block_size, slots)
+    spec = "bnihd,nic->bnchd" if P.ndim == 3 else "bnihd,hnic->bnchd"
+    return jnp.einsum(spec, x_BNbHD, P).reshape(batch, n * slots, heads, -1)
+
+
 def causal_attention(q_BLHD, k_BLHD, v_BLHD, E, F, block_size: int, slots: int, scale,
                      padding_mask_BL=None):
     """Returns (out_BLHD, probs_BHLM): M is the slots of the ceil(L / b) blocks present,
@@ -124,18 +141,8 @@ def causal_attention(q_BLHD, k_BLHD, v_BLHD, E, F, block_size: int, slots: int, 
     batch, length, heads, _ = q_BLHD.shape
     n = -(-length // block_size)                        # blocks, the last one maybe partial
     padded = n * block_size
-
-    def blocks(x_BLHD):  # (B, N, b, H, D); the padding is in the future of every real query
-        x_BLHD = jnp.pad(x_BLHD, ((0, 0), (0, padded - length), (0, 0), (0, 0)))
-        return x_BLHD.reshape(batch, n, block_size, heads, -1)
-
-    def slots_of(x_BNbHD, P):  # block j -> its c slots: (B, N*c, H, D)
-        P = P[..., :padded, :].reshape(*P.shape[:-2], n, block_size, slots)
-        spec = "bnihd,nic->bnchd" if P.ndim == 3 else "bnihd,hnic->bnchd"
-        return jnp.einsum(spec, x_BNbHD, P).reshape(batch, n * slots, heads, -1)
-
-    q_BNbHD, k_BNbHD, v_BNbHD = blocks(q_BLHD), blocks(k_BLHD), blocks(v_BLHD)
-    k_BMHD, v_BMHD = slots_of(k_BNbHD, E), slots_of(v_BNbHD, F)
+    q_BNbHD, k_BNbHD, v_BNbHD = (to_blocks(x, block_size) for x in (q_BLHD, k_BLHD, v_BLHD))
+    k_BMHD, v_BMHD = compress_blocks(k_BNbHD, E), compress_blocks(v_BNbHD, F)
     wide = core.at_least_float32(q_BLHD.dtype)
     slot_scores = jnp.einsum("bnihd,bmhd->bhnim", q_BNbHD, k_BMHD, preferred_element_type=wide)
     local_scores = jnp.einsum("bnihd,bnjhd->bhnij", q_BNbHD, k_BNbHD, preferred_element_type=wide)
@@ -154,6 +161,38 @@ def causal_attention(q_BLHD, k_BLHD, v_BLHD, E, F, block_size: int, slots: int, 
     out_BLHD = out_BNbHD.reshape(batch, padded, heads, -1)[:, :length]
     probs_BHLM = probs.reshape(batch, heads, padded, -1)[:, :, :length]
     return out_BLHD, probs_BHLM
+
+
+def finished_slots(x_BLHD, P, lengths_B, block_size: int, total_slots: int):
+    """The prefill's slots: E_j^T x_j for each block j that a row has finished, zeros for the
+    rest; (B, total_slots, H, D)."""
+    slots_BMHD = compress_blocks(to_blocks(x_BLHD, block_size), P)
+    block_M = jnp.arange(slots_BMHD.shape[1]) // P.shape[-1]
+    finished_BM = (block_M + 1) * block_size <= lengths_B[:, None]
+    return cache.pad_rows(jnp.where(finished_BM[:, :, None, None], slots_BMHD, 0), total_slots)
+
+
+def current_block(x_BLHD, lengths_B, block_size: int):
+    """The raw rows of the block each row's next token goes to: (B, b, H, D)."""
+    # Room for a whole block after the last one present: a row that ends a block starts a new one.
+    x_BLHD = cache.pad_rows(x_BLHD, (x_BLHD.shape[1] // block_size + 1) * block_size)
+    start_B = lengths_B // block_size * block_size
+    return jax.vmap(lambda x, s: jax.lax.dynamic_slice_in_dim(x, s, block_size))(x_BLHD, start_B)
+
+
+def store_finished_block(slots_BMHD, block_BbHD, P, block_B, finished_B):
+    """Writes E_j^T x_j into the c slots of block j = block_B[b] of every row b that has just
+    finished it; the other rows keep their slots."""
+    batch, block_size = block_BbHD.shape[:2]
+    slots = P.shape[-1]
+    P_blocks = P.reshape(*P.shape[:-2], -1, block_size, slots)   # (N, b, c) or (H, N, b, c)
+    if P.ndim == 2:
+        new_BcHD = jnp.einsum("bihd,bic->bchd", block_BbHD, P_blocks[block_B])
+    else:
+        new_BcHD = jnp.einsum("bihd,hbic->bchd", block_BbHD, P_blocks[:, block_B])
+    batch_B1, rows_Bc = jnp.arange(batch)[:, None], block_B[:, None] * slots + jnp.arange(slots)
+    kept_BcHD = jnp.where(finished_B[:, None, None, None], new_BcHD, slots_BMHD[batch_B1, rows_Bc])
+    return slots_BMHD.at[batch_B1, rows_Bc].set(kept_BcHD)
 
 
 class LinformerAttention(nn.Module):
@@ -190,9 +229,53 @@ class LinformerAttention(nn.Module):
         E = make("E")
         return E, (E if sharing == "kv" else make("F"))
 
+    def cached_attention(self, attend, q_BLHD, k_BLHD, v_BLHD, E, F, lengths_B, scale):
+        """Decode mode (see cache.py). Cache: "key_slots"/"value_slots" (B, k, H, D), the slots
+        of each row's finished blocks (zeros for the others), and "key_block"/"value_block"
+        (B, b, H, D), the raw keys and values of the block each row is in: k + b rows, not
+        max_len. A block is compressed when its last position is written."""
+        kw = self.cfg.attention_kwargs
+        size, slots, total = kw["block_size"], kw["block_slots"], kw["k"]
+        step = cache.is_step(self, "key_slots")
+        batch, _, heads, _ = q_BLHD.shape
+
+        def variable(name, rows, like):
+            shape = (batch, rows, heads, like.shape[-1])
+            return cache.cache_variable(self, name, shape, like.dtype)
+
+        key_slots, value_slots = (variable(n, total, x) for n, x in (("key_slots", k_BLHD),
+                                                                     ("value_slots", v_BLHD)))
+        key_block, value_block = (variable(n, size, x) for n, x in (("key_block", k_BLHD),
+                                                                    ("value_block", v_BLHD)))
+        if not step:
+            key_slots.value = finished_slots(k_BLHD, E, lengths_B, size, total)
+            value_slots.value = finished_slots(v_BLHD, F, lengths_B, size, total)
+            key_block.value = current_block(k_BLHD, lengths_B, size)
+            value_block.value = current_block(v_BLHD, lengths_B, size)
+            return attend(q_BLHD, k_BLHD, v_BLHD)
+        block_B, offset_B = jnp.divmod(lengths_B - 1, size)
+        key_block.value = cache.write_at(key_block.value, k_BLHD, offset_B)
+        value_block.value = cache.write_at(value_block.value, v_BLHD, offset_B)
+        # Rows of the block beyond the offset still hold the previous block: hidden.
+        visible_BS = jnp.concatenate([jnp.arange(total) // slots < block_B[:, None],
+                                      jnp.arange(size) <= offset_B[:, None]], axis=1)
+        out_BLHD, probs_BH1S = core.softmax_attention(
+            q_BLHD, jnp.concatenate([key_slots.value, key_block.value], axis=1),
+            jnp.concatenate([value_slots.value, value_block.value], axis=1),
+            visible_BS[:, None, None, :], scale)
+        core.sow_weights(self, probs_BH1S)
+        finished_B = offset_B == size - 1
+        key_slots.value = store_finished_block(key_slots.value, key_block.value, E, block_B,
+                                               finished_B)
+        value_slots.value = store_finished_block(value_slots.value, value_block.value, F, block_B,
+                                                 finished_B)
+        return out_BLHD
+
     @nn.compact
-    def __call__(self, x_BLE: jax.Array, padding_mask_BL: jax.Array | None = None) -> jax.Array:
-        """`padding_mask_BL` (bool, True for real tokens) keeps padding out of K' and V'."""
+    def __call__(self, x_BLE: jax.Array, padding_mask_BL: jax.Array | None = None,
+                 lengths_B: jax.Array | None = None) -> jax.Array:
+        """`padding_mask_BL` (bool, True for real tokens) keeps padding out of K' and V'.
+        `lengths_B`: decode mode only, each row's length once x's tokens are cached."""
         cfg, kw = self.cfg, self.cfg.attention_kwargs
         chex.assert_rank(x_BLE, 3)
         q_BLHD, k_BLHD, v_BLHD = (core.HeadProjection(cfg, name=n)(x_BLE)
@@ -203,10 +286,16 @@ class LinformerAttention(nn.Module):
             k_BLHD, v_BLHD = k_BLHD * keep_BL11, v_BLHD * keep_BL11
         E, F = (P.astype(cfg.compute_dtype) for P in self.projections())
         scale = cfg.d_head ** -0.5
-        if kw["causal"]:
-            out_BLHD, probs = causal_attention(q_BLHD, k_BLHD, v_BLHD, E, F, kw["block_size"],
-                                               kw["block_slots"], scale, padding_mask_BL)
-        else:
-            out_BLHD, probs = bidirectional_attention(q_BLHD, k_BLHD, v_BLHD, E, F, scale)
-        core.sow_weights(self, probs)
+
+        def attend(q_BLHD, k_BLHD, v_BLHD):
+            if kw["causal"]:
+                out_BLHD, probs = causal_attention(q_BLHD, k_BLHD, v_BLHD, E, F, kw["block_size"],
+                                                   kw["block_slots"], scale, padding_mask_BL)
+            else:
+                out_BLHD, probs = bidirectional_attention(q_BLHD, k_BLHD, v_BLHD, E, F, scale)
+            core.sow_weights(self, probs)
+            return out_BLHD
+
+        out_BLHD = (self.cached_attention(attend, q_BLHD, k_BLHD, v_BLHD, E, F, lengths_B, scale)
+                    if cfg.decode else attend(q_BLHD, k_BLHD, v_BLHD))
         return core.output_projection(cfg, cfg.use_bias)(out_BLHD)

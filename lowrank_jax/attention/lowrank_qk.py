@@ -9,13 +9,14 @@ O(L^2 r), not the O(L r) the seed states.
 """
 from __future__ import annotations
 
+import functools
 from typing import TYPE_CHECKING, ClassVar
 
 import chex
 import jax
 from flax import linen as nn
 
-from lowrank_jax.attention import core
+from lowrank_jax.attention import cache, core
 from lowrank_jax.validation import is_int, require
 
 if TYPE_CHECKING:
@@ -36,7 +37,9 @@ class LowRankQKAttention(nn.Module):
         return kwargs
 
     @nn.compact
-    def __call__(self, x_BLE: jax.Array, padding_mask_BL: jax.Array | None = None) -> jax.Array:
+    def __call__(self, x_BLE: jax.Array, padding_mask_BL: jax.Array | None = None,
+                 lengths_B: jax.Array | None = None) -> jax.Array:
+        """`lengths_B`: decode mode only, each row's length once x's tokens are cached."""
         cfg = self.cfg
         chex.assert_rank(x_BLE, 3)
         U_DR = self.param("U", nn.initializers.orthogonal(), (cfg.d_head, cfg.attention_kwargs["r"]),
@@ -44,8 +47,11 @@ class LowRankQKAttention(nn.Module):
         q_BLHR = core.HeadProjection(cfg, name="query")(x_BLE, U_DR)
         k_BLHR = core.HeadProjection(cfg, name="key")(x_BLE, U_DR)
         v_BLHD = core.HeadProjection(cfg, name="value")(x_BLE)
-        mask = core.self_attention_mask(x_BLE.shape[1], cfg.causal, padding_mask_BL)
-        out_BLHD, probs_BHLL = core.softmax_attention(q_BLHR, k_BLHR, v_BLHD, mask,
-                                                      cfg.d_head ** -0.5)
-        core.sow_weights(self, probs_BHLL)
+        scale = cfg.d_head ** -0.5
+        attend = functools.partial(core.self_attention, self, causal=cfg.causal,
+                                   padding_mask_BL=padding_mask_BL, scale=scale)
+        # The cache keeps the r-wide K' = K U, not K.
+        out_BLHD = (cache.kv_cached_attention(self, attend, q_BLHR, k_BLHR, v_BLHD, lengths_B,
+                                              scale)
+                    if cfg.decode else attend(q_BLHR, k_BLHR, v_BLHD))
         return core.output_projection(cfg, cfg.use_bias)(out_BLHD)

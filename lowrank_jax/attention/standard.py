@@ -14,7 +14,7 @@ import jax
 import jax.numpy as jnp
 from flax import linen as nn
 
-from lowrank_jax.attention import core
+from lowrank_jax.attention import cache, core
 
 if TYPE_CHECKING:
     from lowrank_jax.config import ModelConfig
@@ -39,19 +39,25 @@ class StandardAttention(nn.Module):
         return kwargs
 
     @nn.compact
-    def __call__(self, x_BLE: jax.Array, padding_mask_BL: jax.Array | None = None) -> jax.Array:
+    def __call__(self, x_BLE: jax.Array, padding_mask_BL: jax.Array | None = None,
+                 lengths_B: jax.Array | None = None) -> jax.Array:
+        """`lengths_B`: decode mode only, each row's length once x's tokens are cached."""
         cfg = self.cfg
         chex.assert_rank(x_BLE, 3)
         q_BLHD, k_BLHD, v_BLHD = (core.HeadProjection(cfg, name=n)(x_BLE)
                                   for n in ("query", "key", "value"))
         flash = (can_use_cudnn(cfg.compute_dtype, cfg.d_head) and padding_mask_BL is None
                  and not core.wants_weights(self))
-        if flash:
-            out_BLHD = jax.nn.dot_product_attention(q_BLHD, k_BLHD, v_BLHD, is_causal=cfg.causal,
+        scale = cfg.d_head ** -0.5
+
+        def attend(q_BLHD, k_BLHD, v_BLHD):
+            if flash:
+                return jax.nn.dot_product_attention(q_BLHD, k_BLHD, v_BLHD, is_causal=cfg.causal,
                                                     implementation="cudnn")
-        else:
-            mask = core.self_attention_mask(x_BLE.shape[1], cfg.causal, padding_mask_BL)
-            out_BLHD, probs_BHLL = core.softmax_attention(q_BLHD, k_BLHD, v_BLHD, mask,
-                                                          cfg.d_head ** -0.5)
-            core.sow_weights(self, probs_BHLL)
+            return core.self_attention(self, q_BLHD, k_BLHD, v_BLHD, causal=cfg.causal,
+                                       padding_mask_BL=padding_mask_BL, scale=scale)
+
+        out_BLHD = (cache.kv_cached_attention(self, attend, q_BLHD, k_BLHD, v_BLHD, lengths_B,
+                                              scale)
+                    if cfg.decode else attend(q_BLHD, k_BLHD, v_BLHD))
         return core.output_projection(cfg, cfg.use_bias)(out_BLHD)
