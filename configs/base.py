@@ -30,8 +30,9 @@ DATA_DEFAULTS = dict(
     cache_dir="",                         # "": <workdir>/cache
     eval_windows=64, eval_batch_size=16,  # eval_windows 0: the whole validation split
 )
-# A GPU-sized LM, and a local one that trains in minutes on a laptop CPU.
-LM_MODEL = dict(vocab_size=0, max_len=512, d_model=512, n_layers=6, n_heads=8, d_ff=2048)
+# A GPU-sized LM, and a local one that trains in minutes on a CPU.
+LM_MODEL = dict(vocab_size=0, max_len=512, d_model=512, n_layers=6, n_heads=8, d_ff=2048,
+                dtype="bfloat16")  # float32 parameters and optimizer state, bf16 compute
 LM_LOCAL_MODEL = dict(vocab_size=0, max_len=128, d_model=128, n_layers=2, n_heads=4, d_ff=512)
 LM_TRAINING = dict(steps=20000, batch_size=32, lr=6e-4, warmup_steps=500, log_every=500,
                    eval_every=2000, checkpoint_every=2000)

@@ -1,4 +1,4 @@
-"""python -m train.bench {abc-sort,abc-variants,lm-variants} [--repeats N] [--seeds S ...] [--size local|full] [--steps N] [--keep DIR] [--out benchmarks]
+"""python -m train.bench {abc-sort,abc-variants,lm-variants,decode} [--repeats N] [--seeds S ...] [--size local|full] [--steps N] [--keep DIR] [--out benchmarks]
 
 abc-sort: times `python -m train`'s default run (the seed-001 ABC sorter, 15000 steps)
 on this machine: compile time, training wall time, steps per second, and whether it
@@ -7,6 +7,9 @@ abc-variants: every attention variant on the ABC task with the seed's budget, ov
 several seeds: parameters and triples sorted.
 lm-variants: every lm_<variant> config and the lumenspark preset on the default corpus
 with the same steps and batch: parameters, validation loss and bits per byte, speed.
+decode: generation speed of each lm_<variant> model (GPU-sized, random weights, bf16 on
+a GPU) with and without the decode cache, at several numbers of new tokens, and the
+size of each variant's cache.
 Each writes JSON and a markdown table to --out.
 """
 from __future__ import annotations
@@ -123,6 +126,94 @@ def lm_markdown(result: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+DECODE_MAX_LEN, DECODE_BATCH, DECODE_PROMPT = 2048, 8, 16
+DECODE_NEW_TOKENS = (128, 512, 2032)
+
+
+def decode_model_config(name: str, backend: str):
+    from lowrank_jax.config import ModelConfig
+
+    config = load_config(SimpleNamespace(config=f"configs/{name}.py", overrides=[]))
+    model = {**config.model.to_dict(), "vocab_size": 256, "max_len": DECODE_MAX_LEN,
+             "dtype": "bfloat16" if backend == "gpu" else "float32"}
+    return ModelConfig.from_dict(model)
+
+
+def time_call(fn, repeats: int = 2) -> float:
+    """Seconds of the fastest of `repeats` calls, after one that compiles."""
+    import jax
+
+    jax.block_until_ready(fn())
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        jax.block_until_ready(fn())
+        times.append(time.perf_counter() - start)
+    return min(times)
+
+
+def cache_bytes(model, params, prompt_BP) -> int:
+    import jax
+
+    decode = model.__class__(model.cfg.replace(decode=True))
+    _, state = jax.eval_shape(lambda: decode.apply({"params": params}, prompt_BP,
+                                                   mutable=["cache"]))
+    return sum(x.size * x.dtype.itemsize for x in jax.tree.leaves(state["cache"]))
+
+
+def bench_decode() -> dict:
+    import jax
+    import numpy as np
+
+    from lowrank_jax import GPT, generate
+
+    rows, backend = [], jax.default_backend()
+    prompt_BP = np.random.default_rng(0).integers(0, 256, (DECODE_BATCH, DECODE_PROMPT), np.int32)
+    for name in LM_CONFIGS[:4]:
+        model = GPT(decode_model_config(name, backend))
+        params = model.init(jax.random.key(0), prompt_BP)["params"]
+        row = {"config": f"configs/{name}.py", "attention": model.cfg.attention,
+               "attention_kwargs": dict(model.cfg.attention_kwargs),
+               "cache_bytes": cache_bytes(model, params, prompt_BP), "runs": []}
+        for new in DECODE_NEW_TOKENS:
+            for use_cache in (True, False):
+                seconds = time_call(lambda: generate(
+                    model, params, prompt_BP, max_new_tokens=new, temperature=0.0,
+                    use_cache=use_cache).tokens)
+                row["runs"].append({"new_tokens": new, "cache": use_cache, "seconds": seconds,
+                                    "tokens_per_second": DECODE_BATCH * new / seconds})
+        rows.append(row)
+    return {"benchmark": f"decode_{backend}", "command": f"{PROGRAM} decode",
+            "max_len": DECODE_MAX_LEN, "batch": DECODE_BATCH, "prompt": DECODE_PROMPT,
+            "machine": {**machine(), "device": str(jax.devices()[0].device_kind)}, "rows": rows}
+
+
+def decode_markdown(result: dict) -> str:
+    m = result["machine"]
+    news = sorted({r["new_tokens"] for row in result["rows"] for r in row["runs"]})
+    rate = {(row["config"], r["new_tokens"], r["cache"]): r["tokens_per_second"]
+            for row in result["rows"] for r in row["runs"]}
+    reference = result["rows"][0]["config"]  # standard attention, cached
+    lines = [f"# Decoding speed with and without the cache: {result['batch']} rows, a "
+             f"{result['prompt']}-token prompt, greedy, max_len {result['max_len']}", "",
+             f"`{result['command']}` on {m['device']} (jax {m['jax']}). Tokens/s counts "
+             "new tokens over all rows, prefill and compiled loop included (the fastest of 2 "
+             "calls after one that compiles). 'vs standard' divides by standard attention "
+             "with its cache at the same length.", "",
+             "| config | cache (MiB) | " + " | ".join(
+                 f"{n} new: cached / uncached tok/s (speedup, vs standard)" for n in news) + " |",
+             "|---|---|" + "---|" * len(news)]
+    for row in result["rows"]:
+        cells = []
+        for n in news:
+            cached, uncached = rate[(row["config"], n, True)], rate[(row["config"], n, False)]
+            cells.append(f"{cached:,.0f} / {uncached:,.0f} ({cached / uncached:.1f}x, "
+                         f"{cached / rate[(reference, n, True)]:.2f})")
+        lines.append(f"| `{row['config']}` {row['attention']} | "
+                     f"{row['cache_bytes'] / 2**20:.1f} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
 def bench_abc_sort(repeats: int) -> dict:
     config = load_config(SimpleNamespace(config=DEFAULT_CONFIG, overrides=[]))
     runs = []
@@ -170,7 +261,7 @@ def markdown(result: dict) -> str:
 
 def main(argv: list[str]) -> None:
     parser = argparse.ArgumentParser(prog=PROGRAM, description=__doc__.splitlines()[0])
-    parser.add_argument("benchmark", choices=["abc-sort", "abc-variants", "lm-variants"])
+    parser.add_argument("benchmark", choices=["abc-sort", "abc-variants", "lm-variants", "decode"])
     parser.add_argument("--size", choices=["local", "full"], default="local")
     parser.add_argument("--steps", type=int, default=None, help="lm-variants: steps per run")
     parser.add_argument("--keep", default=None, help="lm-variants: keep each run's workdir here")
@@ -184,9 +275,12 @@ def main(argv: list[str]) -> None:
         elif args.benchmark == "abc-variants":
             result = bench_abc_variants(args.seeds)
             text = variants_markdown(result)
-        else:
+        elif args.benchmark == "lm-variants":
             result = bench_lm_variants(args.size, args.steps, args.keep)
             text = lm_markdown(result)
+        else:
+            result = bench_decode()
+            text = decode_markdown(result)
     os.makedirs(args.out, exist_ok=True)
     stem = os.path.join(args.out, result["benchmark"])
     with open(stem + ".json", "w") as f:
