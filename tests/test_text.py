@@ -148,23 +148,80 @@ def cli_flags(corpus_dir, cache_dir):
             "--config.data.eval_windows=8", "--config.data.eval_batch_size=4"]
 
 
-def test_cli_trains_evaluates_and_refuses_a_foreign_tokenizer(corpus_dir, tmp_path):
-    workdir = str(tmp_path / "run")
-    flags = cli_flags(corpus_dir, tmp_path / "cache")
-    assert run("train", "--workdir", workdir, *flags).returncode == 0
+@pytest.fixture(scope="module")
+def text_run(corpus_dir, tmp_path_factory):
+    """A workdir the command line trained (4 steps of a tiny byte-level model)."""
+    root = tmp_path_factory.mktemp("text_run")
+    flags = cli_flags(corpus_dir, root / "cache")
+    result = run("train", "--workdir", str(root / "run"), *flags)
+    assert result.returncode == 0, result.stderr
+    return str(root / "run"), flags
+
+
+def test_evaluate_reports_what_training_logged(text_run):
+    workdir, _ = text_run
     logged = [r for r in read_metrics(workdir) if "eval/loss" in r][-1]
     result = run("train.evaluate", "--workdir", workdir)
     assert result.returncode == 0, result.stderr
     for name in ("loss", "perplexity", "bits_per_byte"):
         assert f"  {name}: {logged[f'eval/{name}']:.6g}" in result.stdout
+
+
+def test_a_foreign_tokenizer_is_refused_and_nothing_is_touched(text_run, tmp_path):
+    workdir = str(tmp_path / "copy")
+    shutil.copytree(text_run[0], workdir)
     with open(os.path.join(workdir, "tokenizer.json"), "w") as f:
         f.write(BPETokenizer.train(["some other text " * 30], 280).to_json())
     before = tree_digest(workdir)
-    for module, args in (("train", flags + ["--config.steps=8"]), ("train.evaluate", [])):
+    for module, args in (("train", text_run[1] + ["--config.steps=8"]), ("train.evaluate", []),
+                         ("train.generate", ["--prompt", "x"])):
         assert_clean_error(run(module, "--workdir", workdir, *args),
                            "tokens but the checkpoint in the workdir was trained with 256; put "
                            "back the tokenizer.json the run was trained with.")
     assert tree_digest(workdir) == before
+
+
+def test_generate_continues_the_prompt(text_run):
+    result = run("train.generate", "--workdir", text_run[0], "--prompt", "def naïve",
+                 "--max-new-tokens", "6", "--num-samples", "2", "--top-k", "5", "--top-p", "0.9",
+                 "--repetition-penalty", "1.3", "--seed", "7")
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0] == "--- sample 1 ---" and lines[1].startswith("def naïve")
+    assert "--- sample 2 ---" in lines and "12 tokens in" in result.stderr
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--prompt", "x" * 14], "prompt of 14 tokens plus max_new_tokens=4 is longer than max_len=16; "
+                             "shorten the prompt or ask for fewer tokens."),
+    (["--top-p", "1.5"], "top_p=1.5 is not allowed; it must be in (0, 1]."),
+    (["--top-p", "0"], "top_p=0.0 is not allowed; it must be in (0, 1]."),
+    (["--top-k", "-1"], "top_k=-1 is not allowed; it must be an integer >= 0"),
+    (["--temperature", "-0.5"], "temperature=-0.5 is not allowed; it must be a number >= 0"),
+    (["--repetition-penalty", "0"], "repetition_penalty=0.0 is not allowed; it must be a positive"),
+    (["--num-samples", "0"], "--num-samples=0 is not allowed; it must be >= 1."),
+    (["--prompt", ""], "--prompt is empty; give at least one character to continue."),
+    (["--max-new-tokens", "zero"], "argument --max-new-tokens: invalid int value: 'zero'; see --help."),
+])
+def test_generate_refuses_bad_input(text_run, args, message):
+    base = {"--prompt": "ab", "--max-new-tokens": "4"}
+    for flag, value in zip(args[::2], args[1::2], strict=True):
+        base[flag] = value
+    flat = [x for pair in base.items() for x in pair]
+    assert_clean_error(run("train.generate", "--workdir", text_run[0], *flat), message)
+
+
+def test_python_api_loads_and_generates(text_run):
+    from lowrank_jax import generate, load_pretrained
+
+    model, params, tokenizer, config = load_pretrained(text_run[0])
+    assert config.task == "text" and model.cfg.vocab_size == tokenizer.vocab_size == 256
+    prompts = [tokenizer.encode("def "), tokenizer.encode("return x")]
+    out = generate(model, params, prompts, max_new_tokens=5, temperature=0.0)
+    alone = generate(model, params, prompts[:1], max_new_tokens=5, temperature=0.0)
+    np.testing.assert_array_equal(out.tokens[0], alone.tokens[0])
+    assert out.tokens.shape == (2, 5) and list(out.lengths) == [5, 5]
+    assert isinstance(tokenizer.decode(out.tokens[1]), str)
 
 
 @pytest.mark.parametrize("content,message", [
