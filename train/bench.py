@@ -155,7 +155,9 @@ def time_call(fn, repeats: int = 2) -> float:
 def cache_bytes(model, params, prompt_BP) -> int:
     import jax
 
-    decode = model.__class__(model.cfg.replace(decode=True))
+    from lowrank_jax import GPT
+
+    decode = GPT(model.cfg.replace(decode=True))
     _, state = jax.eval_shape(lambda: decode.apply({"params": params}, prompt_BP,
                                                    mutable=["cache"]))
     return sum(x.size * x.dtype.itemsize for x in jax.tree.leaves(state["cache"]))

@@ -10,6 +10,7 @@ import sys
 
 import jax
 
+from lowrank_jax.model import GPT
 from train.cli import Parser
 from train.errors import UserError, exit_on_user_error
 from train.loop import eval_record, make_eval_fn
@@ -35,7 +36,6 @@ def main(argv: list[str]) -> None:
         args = parse_args(argv)
         data_overrides = {} if args.eval_windows is None else {"eval_windows": args.eval_windows}
         run = load_latest(args.workdir, data_overrides)
-    from lowrank_jax.model import GPT
     evaluate = make_eval_fn(GPT(run.model_cfg), run.task)
     record = eval_record(run.step, run.task, evaluate(run.params, jax.device_put(run.task.data)))
     print(f"{args.workdir} at step {run.step} ({run.config.task}):")

@@ -10,6 +10,10 @@ from __future__ import annotations
 import sys
 import time
 
+import jax
+
+from lowrank_jax.generate import generate
+from lowrank_jax.model import GPT
 from train.cli import Parser
 from train.errors import UserError, exit_on_user_error
 from train.pretrained import load_latest
@@ -43,11 +47,6 @@ def main(argv: list[str]) -> None:
         if run.tokenizer is None:
             raise UserError(f"workdir {args.workdir!r} holds a {run.config.task!r} model, not a "
                             "language model on text; pass the workdir of a text run.")
-        import jax
-
-        from lowrank_jax.generate import generate
-        from lowrank_jax.model import GPT
-
         prompt = [run.tokenizer.encode(args.prompt)] * args.num_samples
         start = time.perf_counter()
         out = generate(GPT(run.model_cfg), run.params, prompt,

@@ -127,7 +127,9 @@ def train_and_evaluate(config, workdir: str) -> dict:
         train_seconds = time.perf_counter() - t0
     finally:
         ckpt.close()
-    print(task.report(eval_model, state.params))
+    report = task.report(eval_model, state.params)
+    if report:
+        print(report)
     return {"step": int(state.step), "parameters": count_parameters(state.params),
             "train": logger.last, "eval": last_eval,
             "compile_seconds": compile_seconds, "train_seconds": train_seconds}

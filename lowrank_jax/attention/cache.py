@@ -12,6 +12,7 @@ deep_qkv, lowrank_qk). The causal Linformer keeps compressed slots instead (linf
 """
 from __future__ import annotations
 
+import functools
 from typing import Callable
 
 import jax
@@ -66,3 +67,17 @@ def kv_cached_attention(module: nn.Module, attend: Attend, q_BLHD, k_BLHD, v_BLH
                                                   scale)
     core.sow_weights(module, probs_BH1S)
     return out_BLHD
+
+
+def attention_over_tokens(module: nn.Module, q_BLHD, k_BLHD, v_BLHD, padding_mask_BL, lengths_B,
+                          attend: Attend | None = None) -> jax.Array:
+    """The attention of a variant that attends to every earlier token: `attend` (default:
+    masked softmax attention, 1/sqrt(d_head) scale) in a forward pass, or through the K/V
+    cache in decode mode."""
+    cfg = module.cfg
+    scale = cfg.d_head ** -0.5
+    attend = attend or functools.partial(core.self_attention, module, causal=cfg.causal,
+                                         padding_mask_BL=padding_mask_BL, scale=scale)
+    if cfg.decode:
+        return kv_cached_attention(module, attend, q_BLHD, k_BLHD, v_BLHD, lengths_B, scale)
+    return attend(q_BLHD, k_BLHD, v_BLHD)

@@ -8,7 +8,6 @@ the output projection is E x E. There are no biases in this module.
 """
 from __future__ import annotations
 
-import functools
 from typing import TYPE_CHECKING, ClassVar
 
 import chex
@@ -71,10 +70,6 @@ class DeepQKVAttention(nn.Module):
         x_BLE = x_BLE.astype(cfg.compute_dtype)
         q_BLHD, k_BLHD, v_BLHD = (jnp.einsum("ble,hed->blhd", x_BLE, self.head_weight(n))
                                   for n in ("query", "key", "value"))
-        scale = cfg.d_head ** -0.5
-        attend = functools.partial(core.self_attention, self, causal=cfg.causal,
-                                   padding_mask_BL=padding_mask_BL, scale=scale)
-        out_BLHD = (cache.kv_cached_attention(self, attend, q_BLHD, k_BLHD, v_BLHD, lengths_B,
-                                              scale)
-                    if cfg.decode else attend(q_BLHD, k_BLHD, v_BLHD))
+        out_BLHD = cache.attention_over_tokens(self, q_BLHD, k_BLHD, v_BLHD, padding_mask_BL,
+                                               lengths_B)
         return core.output_projection(cfg, use_bias=False, kernel_init=base_init_2d)(out_BLHD)

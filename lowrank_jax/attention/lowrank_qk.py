@@ -9,7 +9,6 @@ O(L^2 r), not the O(L r) the seed states.
 """
 from __future__ import annotations
 
-import functools
 from typing import TYPE_CHECKING, ClassVar
 
 import chex
@@ -47,11 +46,7 @@ class LowRankQKAttention(nn.Module):
         q_BLHR = core.HeadProjection(cfg, name="query")(x_BLE, U_DR)
         k_BLHR = core.HeadProjection(cfg, name="key")(x_BLE, U_DR)
         v_BLHD = core.HeadProjection(cfg, name="value")(x_BLE)
-        scale = cfg.d_head ** -0.5
-        attend = functools.partial(core.self_attention, self, causal=cfg.causal,
-                                   padding_mask_BL=padding_mask_BL, scale=scale)
         # The cache keeps the r-wide K' = K U, not K.
-        out_BLHD = (cache.kv_cached_attention(self, attend, q_BLHR, k_BLHR, v_BLHD, lengths_B,
-                                              scale)
-                    if cfg.decode else attend(q_BLHR, k_BLHR, v_BLHD))
+        out_BLHD = cache.attention_over_tokens(self, q_BLHR, k_BLHR, v_BLHD, padding_mask_BL,
+                                               lengths_B)
         return core.output_projection(cfg, cfg.use_bias)(out_BLHD)

@@ -48,16 +48,11 @@ class StandardAttention(nn.Module):
                                   for n in ("query", "key", "value"))
         flash = (can_use_cudnn(cfg.compute_dtype, cfg.d_head) and padding_mask_BL is None
                  and not core.wants_weights(self))
-        scale = cfg.d_head ** -0.5
 
-        def attend(q_BLHD, k_BLHD, v_BLHD):
-            if flash:
-                return jax.nn.dot_product_attention(q_BLHD, k_BLHD, v_BLHD, is_causal=cfg.causal,
-                                                    implementation="cudnn")
-            return core.self_attention(self, q_BLHD, k_BLHD, v_BLHD, causal=cfg.causal,
-                                       padding_mask_BL=padding_mask_BL, scale=scale)
+        def flash_attend(q_BLHD, k_BLHD, v_BLHD):
+            return jax.nn.dot_product_attention(q_BLHD, k_BLHD, v_BLHD, is_causal=cfg.causal,
+                                                implementation="cudnn")
 
-        out_BLHD = (cache.kv_cached_attention(self, attend, q_BLHD, k_BLHD, v_BLHD, lengths_B,
-                                              scale)
-                    if cfg.decode else attend(q_BLHD, k_BLHD, v_BLHD))
+        out_BLHD = cache.attention_over_tokens(self, q_BLHD, k_BLHD, v_BLHD, padding_mask_BL,
+                                               lengths_B, flash_attend if flash else None)
         return core.output_projection(cfg, cfg.use_bias)(out_BLHD)
