@@ -162,13 +162,21 @@ def count_parameters(params) -> int:
     return sum(leaf.size for leaf in jax.tree.leaves(params))
 
 
-def apply_with_attention(model: nn.Module, params, tokens_BL: jax.Array):
-    """Logits and every layer's attention weights [(B, H, L, S)] read from the sown intermediates."""
+def attention_intermediates(model: nn.Module, params, tokens_BL: jax.Array):
+    """Logits and, for every layer, what its attention sowed, {name: array} (names in
+    lowrank_jax.attention.core: always the weights (B, H, L, S); the scaled queries and the
+    values (B, L, H, D) where the weights are over tokens)."""
     logits_BLV, state = model.apply({"params": params}, tokens_BL, mutable=["intermediates"])
     blocks = state["intermediates"]
-    weights = [blocks[f"block_{i}"]["attention"][ATTENTION_WEIGHTS][0]
-               for i in range(model.cfg.n_layers)]
-    return logits_BLV, weights
+    layers = [{name: sown[0] for name, sown in blocks[f"block_{i}"]["attention"].items()}
+              for i in range(model.cfg.n_layers)]
+    return logits_BLV, layers
+
+
+def apply_with_attention(model: nn.Module, params, tokens_BL: jax.Array):
+    """Logits and every layer's attention weights [(B, H, L, S)] read from the sown intermediates."""
+    logits_BLV, layers = attention_intermediates(model, params, tokens_BL)
+    return logits_BLV, [layer[ATTENTION_WEIGHTS] for layer in layers]
 
 
 def describe_parameters(params, cfg: ModelConfig) -> str:

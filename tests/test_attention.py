@@ -14,7 +14,8 @@ from absl.testing import parameterized
 
 from lowrank_jax import ATTENTIONS, GPT
 from lowrank_jax.layers import LowRankLinear
-from lowrank_jax.model import apply_with_attention
+from lowrank_jax.attention.core import ATTENTION_QUERIES, ATTENTION_VALUES, ATTENTION_WEIGHTS
+from lowrank_jax.model import apply_with_attention, attention_intermediates
 
 import reference
 from conftest import float64_config, small_config, x64
@@ -81,6 +82,45 @@ def test_sown_weights_are_the_reference_attention(name, kwargs):
     _, expected = reference.ATTENTION[name](p["block_0"]["attention"], x, cfg)
     chex.assert_shape(weights[0], (2, cfg.n_heads, 10, expected.shape[-1]))
     np.testing.assert_allclose(weights[0], expected, rtol=RTOL, atol=1e-12)
+
+
+# What each per-token variant's queries are before the 1/sqrt(d_head) scale (tests/reference.py).
+REFERENCE_QUERIES = {
+    "standard": lambda p, x, kw: reference.project_heads(p["query"], x),
+    "deep_qkv": lambda p, x, kw: np.einsum(
+        "ble,hed->blhd", x, reference.deep_qkv_weight(p, "query", kw["temp"], kw["strict"])),
+    "lowrank_qk": lambda p, x, kw: reference.project_heads(p["query"], x) @ p["U"],
+}
+
+
+@pytest.mark.parametrize("name,kwargs", [case for case in CASES if case[0] in REFERENCE_QUERIES])
+def test_sown_queries_and_values_give_the_attention_output(name, kwargs):
+    """What the seed-004 analysis reads: the weights are softmax(scaled queries keys^T), and
+    the layer's output is the weights times the sown values, merged by the out projection."""
+    with x64():
+        cfg = case_config(float64_config, name, kwargs, n_layers=1)
+        tokens_BL = jax.random.randint(jax.random.key(5), (2, 10), 0, cfg.vocab_size)
+        model = GPT(cfg)
+        params = model.init(jax.random.key(6), tokens_BL)["params"]
+        _, (sown,) = attention_intermediates(model, params, tokens_BL)
+    p = reference.f64(params)
+    x = p["token_embed"]["embedding"][np.asarray(tokens_BL)] + p["pos_embed"][:10]
+    x = reference.layer_norm(p["block_0"]["norm1"], x)
+    attention = p["block_0"]["attention"]
+    expected_out, _ = reference.ATTENTION[name](attention, x, cfg)
+    queries = REFERENCE_QUERIES[name](attention, x, cfg.attention_kwargs) / np.sqrt(cfg.d_head)
+    np.testing.assert_allclose(sown[ATTENTION_QUERIES], queries, rtol=RTOL)
+    out = np.einsum("bhls,bshd->blhd", sown[ATTENTION_WEIGHTS], sown[ATTENTION_VALUES])
+    np.testing.assert_allclose(reference.merge_heads(attention["out"], out), expected_out, rtol=RTOL)
+
+
+def test_linformer_sows_no_token_queries():
+    cfg = small_config(attention="linformer", attention_kwargs={"block_size": 4, "block_slots": 2})
+    tokens_BL = jnp.zeros((1, 8), jnp.int32)
+    model = GPT(cfg)
+    _, layers = attention_intermediates(model, model.init(jax.random.key(0), tokens_BL)["params"],
+                                        tokens_BL)
+    assert all(set(layer) == {ATTENTION_WEIGHTS} for layer in layers)
 
 
 @pytest.mark.parametrize("name,kwargs", CASES)

@@ -16,6 +16,10 @@ from flax import linen as nn
 torch_linear_init = nn.initializers.variance_scaling(1 / 3, "fan_in", "uniform")
 
 ATTENTION_WEIGHTS = "attention_weights"
+# With the queries scaled, the weights are softmax(queries keys^T, masked): what the seed-004
+# analysis (lowrank_jax.analysis) needs to refit keys to a layer's attention.
+ATTENTION_QUERIES = "attention_scaled_queries"
+ATTENTION_VALUES = "attention_values"
 
 
 # The (E, H, D) kernel's fan-in is E, as for the (E, H*D) matrix it stands for.
@@ -94,10 +98,12 @@ def softmax_attention(q_BLHD, k_BSHD, v_BSHD, mask_LS, scale):
 def self_attention(module: nn.Module, q_BLHD, k_BLHD, v_BLHD, *, causal: bool,
                    padding_mask_BL, scale) -> jax.Array:
     """Softmax attention of a sequence to itself (causal or not, padding hidden); the module
-    sows the weights. Returns out_BLHD."""
+    sows the weights, the scaled queries and the values. Returns out_BLHD."""
     mask = self_attention_mask(q_BLHD.shape[1], causal, padding_mask_BL)
     out_BLHD, probs_BHLL = softmax_attention(q_BLHD, k_BLHD, v_BLHD, mask, scale)
     sow_weights(module, probs_BHLL)
+    module.sow("intermediates", ATTENTION_QUERIES, q_BLHD * scale)
+    module.sow("intermediates", ATTENTION_VALUES, v_BLHD)
     return out_BLHD
 
 
