@@ -8,10 +8,16 @@ import pytest
 from lowrank_jax import ConfigError
 from lowrank_jax.analysis.softmax_lowrank import (
     decompose,
+    decompose_attention,
+    rank_grid,
+    rank_sweep,
     row_scale_mismatch,
+    smallest_rank,
     softmax_rows,
     stage_errors,
     synthetic_inputs,
+    synthetic_sweep,
+    truncation_errors,
 )
 
 L, D, V = 12, 4, 3
@@ -179,3 +185,84 @@ def test_synthetic_inputs_blend():
     np.testing.assert_allclose(q[:4], r @ r, rtol=1e-12)
     q0, k0, _ = synthetic_inputs(d=4, l=10, psd_ratio=0.0, seed=0)
     assert not np.array_equal(q0, k0) and 0 <= q0.min() and q0.max() < 1
+
+
+def test_given_attention_runs_the_same_pipeline(inputs, dec):
+    q, k, v = inputs
+    given = decompose_attention(softmax_rows(q @ k.T), q, v, rank=5)
+    for name, expected in dec._asdict().items():
+        np.testing.assert_allclose(getattr(given, name), expected, rtol=1e-9, atol=1e-12, err_msg=name)
+
+
+def test_a_sweep_is_each_rank_on_its_own(inputs):
+    q, k, v = inputs
+    a = softmax_rows(q @ k.T)
+    for rank, swept in zip((1, 4, L), rank_sweep(a, q, v, (1, 4, L))):
+        np.testing.assert_allclose(swept, stage_errors(decompose(q, k, v, rank)), rtol=1e-9, atol=1e-13)
+
+
+def test_truncation_errors_from_the_spectrum_are_the_stage_errors(inputs):
+    q, k, v = inputs
+    a = softmax_rows(q @ k.T)
+    errors = truncation_errors(np.linalg.svd(a, compute_uv=False))
+    expected = [e.truncation for e in rank_sweep(a, q, v, range(1, L + 1))]
+    np.testing.assert_allclose(errors, expected, rtol=1e-7, atol=1e-13)
+    assert errors[-1] == 0 and np.all(np.diff(errors) <= 0)
+
+
+def test_smallest_rank_and_rank_grid():
+    assert smallest_rank([1, 2, 4, 8], [0.5, 0.2, 0.1, 0.01], target=0.1) == 4
+    assert smallest_rank([1, 2], [0.5, 0.2], target=0.1) is None
+    assert rank_grid(10) == list(range(1, 11))
+    grid = rank_grid(128)
+    assert grid[0] == 1 and grid[-1] == 128 and len(grid) == 33 and set(np.diff(grid[1:])) == {4}
+    assert rank_grid(130)[-1] == 130
+
+
+def test_synthetic_sweep_rows_are_the_pipeline_on_the_seed_inputs():
+    rows = synthetic_sweep(d=4, l=10, ranks=[2, 10], psd_ratios=[1.0, 0.0], seeds=[0, 1])
+    assert [(r["psd_ratio"], r["seed"], r["rank"]) for r in rows] == list(
+        itertools.product([1.0, 0.0], [0, 1], [2, 10]))
+    direct = stage_errors(decompose(*synthetic_inputs(4, 10, 0.0, 1), rank=2))
+    assert rows[6] == {"psd_ratio": 0.0, "seed": 1, "rank": 2, **direct._asdict()}
+
+
+def test_notebook_setting_golden():
+    """d 64, e 200, l 400, psd_ratio 1, seed 0: the figure in the README (a real run).
+    Q = K with l - d rows of ones makes A numerically rank 2, so only the K_hat fit errs."""
+    errors = stage_errors(decompose(*synthetic_inputs(64, 400, 1.0, seed=0), rank=200))
+    assert errors.out_pp_mean_row_l2 == pytest.approx(1.938e-3, rel=1e-3)
+    assert errors.truncation < 1e-12 and errors.out_p < 1e-12
+    assert errors.k_hat_residual == pytest.approx(5.194e-3, rel=1e-3)
+
+
+ATTENTION_GUARDS = [
+    (lambda a, q, v: (a[:, :5], q, v), r"^a\.shape=\(12, 5\) is not allowed with q\.shape=\(12, 4\); the attention must be \(12, 12\)"),
+    (lambda a, q, v: (a * 2, q, v), r"^a is not allowed; it must be attention weights \(entries >= 0, every row summing to 1\)\.$"),
+    (lambda a, q, v: (with_entry(a, 0, np.r_[1.5, -0.5, np.zeros(L - 2)]), q, v), r"^a is not allowed"),
+    (lambda a, q, v: (with_entry(a, 3, np.nan), q, v), r"^a has non-finite entries"),
+    (lambda a, q, v: (a, q, v[:4]), r"^v\.shape=\(4, 3\) is not allowed"),
+    (lambda a, q, v: (a, with_entry(q, 0, 0.0), v), r"^q row 0 is all zeros"),
+]
+
+
+@pytest.mark.parametrize("corrupt, message", ATTENTION_GUARDS)
+def test_attention_guards(inputs, corrupt, message):
+    q, k, v = inputs
+    with pytest.raises(ConfigError, match=message):
+        decompose_attention(*corrupt(softmax_rows(q @ k.T), q, v), rank=2)
+    with pytest.raises(ConfigError, match=message):
+        rank_sweep(*corrupt(softmax_rows(q @ k.T), q, v), ranks=[2])
+
+
+def test_a_sweep_checks_every_rank(inputs):
+    q, k, v = inputs
+    with pytest.raises(ConfigError, match=r"^rank=13 is not allowed"):
+        rank_sweep(softmax_rows(q @ k.T), q, v, ranks=[1, 13])
+
+
+def test_float32_runs_every_stage_in_single_precision():
+    full_rank = dict(d=4, l=10, ranks=[10], psd_ratios=[0.5], seeds=[0])
+    (double,) = synthetic_sweep(**full_rank)
+    (single,) = synthetic_sweep(**full_rank, dtype=np.float32)
+    assert double["truncation"] < 1e-13 < 1e-8 < single["truncation"] < 1e-5

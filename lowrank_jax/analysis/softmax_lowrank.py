@@ -1,7 +1,8 @@
 """Seed 004: approximate softmax(Q K^T) V by an L x e attention softmax(Q K_hat^T) over e
 learned keys, i.e. a Linformer whose keys are fitted to a truncated SVD of the attention.
 
-Pipeline (float64; the seed applies no 1/sqrt(d) scaling, so neither do we):
+Pipeline (float64 unless asked for float32; the seed applies no 1/sqrt(d) scaling, so
+neither do we):
     A = softmax(Q K^T)                        L x L, rows sum to 1
     A ~ U S D                                 rank-e truncated SVD, U S is L x e, D is e x L
     P = U S + offset, offset = 1 - min(U S)   so that every entry of P is >= 1 and log(P) exists
@@ -71,9 +72,11 @@ def least_squares(a_NxM: np.ndarray, b_NxK: np.ndarray) -> np.ndarray:
     return np.linalg.lstsq(a_NxM, b_NxK, rcond=None)[0]
 
 
-def truncated_svd(a_LxL: np.ndarray, rank: int) -> tuple[np.ndarray, np.ndarray]:
-    """Returns U S (L x rank) and D (rank x L) of the best rank-`rank` approximation."""
-    u_LxL, s_L, d_LxL = np.linalg.svd(a_LxL)
+def truncated_svd(svd: tuple[np.ndarray, np.ndarray, np.ndarray], rank: int
+                  ) -> tuple[np.ndarray, np.ndarray]:
+    """U S (L x rank) and D (rank x L) of the best rank-`rank` approximation, from the full
+    SVD (u, s, d) = np.linalg.svd(A), which a sweep over ranks computes once."""
+    u_LxL, s_L, d_LxL = svd
     return u_LxL[:, :rank] * s_L[:rank], d_LxL[:rank]
 
 
@@ -97,15 +100,13 @@ def row_scale_mismatch(fitted_logits_LxE: np.ndarray, rowsum_L: np.ndarray) -> f
     return float(np.abs(logsumexp_rows(fitted_logits_LxE) - np.log(rowsum_L)).mean())
 
 
-def check_inputs(q_LxD: np.ndarray, k_LxD: np.ndarray, v_LxV: np.ndarray, rank) -> None:
-    for name, x in (("q", q_LxD), ("k", k_LxD), ("v", v_LxV)):
-        require(x.ndim == 2, f"{name}.shape={x.shape} is not allowed; it must be a 2-D matrix.")
-        require(bool(np.isfinite(x).all()),
-                f"{name} has non-finite entries, which is not allowed; every entry must be finite.")
-    require(k_LxD.shape == q_LxD.shape,
-            f"k.shape={k_LxD.shape} is not allowed with q.shape={q_LxD.shape}; they must be equal.")
-    require(v_LxV.shape[0] == q_LxD.shape[0],
-            f"v.shape={v_LxV.shape} is not allowed with q.shape={q_LxD.shape}; v needs one row per query.")
+def check_matrix(name: str, x: np.ndarray) -> None:
+    require(x.ndim == 2, f"{name}.shape={x.shape} is not allowed; it must be a 2-D matrix.")
+    require(bool(np.isfinite(x).all()),
+            f"{name} has non-finite entries, which is not allowed; every entry must be finite.")
+
+
+def check_queries(q_LxD: np.ndarray) -> None:
     length, width = q_LxD.shape
     # The seed asserts l >= d: with fewer tokens than dimensions the K_hat fit is underdetermined.
     require(length >= width,
@@ -115,15 +116,79 @@ def check_inputs(q_LxD: np.ndarray, k_LxD: np.ndarray, v_LxV: np.ndarray, rank) 
     require(zero_rows.size == 0,
             f"q row {zero_rows[0] if zero_rows.size else -1} is all zeros, which is not allowed; "
             "every query row needs a nonzero entry.")
+
+
+def check_rank(rank, length: int) -> None:
     require(is_int(rank) and 1 <= rank <= length,
             f"rank={rank!r} is not allowed; it must be an integer from 1 to the sequence length {length}.")
 
 
+def check_values(v_LxV: np.ndarray, q_LxD: np.ndarray) -> None:
+    require(v_LxV.shape[0] == q_LxD.shape[0],
+            f"v.shape={v_LxV.shape} is not allowed with q.shape={q_LxD.shape}; v needs one row per query.")
+
+
+def check_inputs(q_LxD: np.ndarray, k_LxD: np.ndarray, v_LxV: np.ndarray, rank) -> None:
+    for name, x in (("q", q_LxD), ("k", k_LxD), ("v", v_LxV)):
+        check_matrix(name, x)
+    require(k_LxD.shape == q_LxD.shape,
+            f"k.shape={k_LxD.shape} is not allowed with q.shape={q_LxD.shape}; they must be equal.")
+    check_values(v_LxV, q_LxD)
+    check_queries(q_LxD)
+    check_rank(rank, q_LxD.shape[0])
+
+
+def check_attention(a_LxL: np.ndarray, q_LxD: np.ndarray, v_LxV: np.ndarray) -> None:
+    for name, x in (("a", a_LxL), ("q", q_LxD), ("v", v_LxV)):
+        check_matrix(name, x)
+    length = q_LxD.shape[0]
+    require(a_LxL.shape == (length, length),
+            f"a.shape={a_LxL.shape} is not allowed with q.shape={q_LxD.shape}; "
+            f"the attention must be ({length}, {length}), one row and one column per token.")
+    # Float32 weights from a model sum to 1 within about 1e-6 per row.
+    require(bool((a_LxL >= 0).all()) and np.allclose(a_LxL.sum(axis=-1), 1, atol=1e-3),
+            "a is not allowed; it must be attention weights (entries >= 0, every row summing to 1).")
+    check_values(v_LxV, q_LxD)
+    check_queries(q_LxD)
+
+
+def as_dtype(dtype, *arrays) -> tuple[np.ndarray, ...]:
+    return tuple(np.asarray(x, dtype=dtype) for x in arrays)
+
+
 def decompose(q_LxD: np.ndarray, k_LxD: np.ndarray, v_LxV: np.ndarray, rank: int) -> Decomposition:
-    q_LxD, k_LxD, v_LxV = (np.asarray(x, dtype=np.float64) for x in (q_LxD, k_LxD, v_LxV))
+    """The seed's pipeline from Q, K, V: A = softmax(Q K^T), unscaled."""
+    q_LxD, k_LxD, v_LxV = as_dtype(np.float64, q_LxD, k_LxD, v_LxV)
     check_inputs(q_LxD, k_LxD, v_LxV, rank)
     a_LxL = softmax_rows(q_LxD @ k_LxD.T)
-    u_s_LxE, d_ExL = truncated_svd(a_LxL, rank)
+    return pipeline(a_LxL, np.linalg.svd(a_LxL), q_LxD, v_LxV, rank)
+
+
+def decompose_attention(a_LxL: np.ndarray, q_LxD: np.ndarray, v_LxV: np.ndarray, rank: int
+                        ) -> Decomposition:
+    """The seed's pipeline on given attention weights A (a model's, causal mask included)
+    and the queries Q with A = softmax(Q K^T) for some K: a layer's scaled queries."""
+    a_LxL, q_LxD, v_LxV = as_dtype(np.float64, a_LxL, q_LxD, v_LxV)
+    check_attention(a_LxL, q_LxD, v_LxV)
+    check_rank(rank, q_LxD.shape[0])
+    return pipeline(a_LxL, np.linalg.svd(a_LxL), q_LxD, v_LxV, rank)
+
+
+def rank_sweep(a_LxL: np.ndarray, q_LxD: np.ndarray, v_LxV: np.ndarray, ranks,
+               dtype=np.float64) -> list[StageErrors]:
+    """stage_errors(decompose_attention(a, q, v, e)) for each e in `ranks`, one SVD for all;
+    `dtype` np.float32 runs every stage in single precision, as the notebook did."""
+    a_LxL, q_LxD, v_LxV = as_dtype(dtype, a_LxL, q_LxD, v_LxV)
+    check_attention(a_LxL, q_LxD, v_LxV)
+    for rank in ranks:
+        check_rank(rank, q_LxD.shape[0])
+    svd = np.linalg.svd(a_LxL)
+    return [stage_errors(pipeline(a_LxL, svd, q_LxD, v_LxV, rank)) for rank in ranks]
+
+
+def pipeline(a_LxL, svd, q_LxD, v_LxV, rank: int) -> Decomposition:
+    """Every stage, on checked float64 inputs; `svd` is np.linalg.svd(a_LxL)."""
+    u_s_LxE, d_ExL = truncated_svd(svd, rank)
     offset = positive_offset(u_s_LxE)
     positive_LxE = u_s_LxE + offset
     m_offset_ExE = least_squares(positive_LxE, u_s_LxE)
@@ -174,3 +239,37 @@ def synthetic_inputs(d: int, l: int, psd_ratio: float, seed: int
     k_LxD = rng.random((l, d)) * (1 - psd_ratio) + structured_LxD * psd_ratio
     v_LxD = rng.random((l, d))
     return q_LxD, k_LxD, v_LxD
+
+
+def synthetic_sweep(d: int, l: int, ranks, psd_ratios, seeds, dtype=np.float64) -> list[dict]:
+    """One row per (psd_ratio, seed, rank): the seed's inputs and every stage's error, each
+    stage computed in `dtype` (the inputs are drawn in float64 either way)."""
+    rows = []
+    for psd_ratio in psd_ratios:
+        for seed in seeds:
+            q_LxD, k_LxD, v_LxD = as_dtype(dtype, *synthetic_inputs(d, l, psd_ratio, seed))
+            a_LxL = softmax_rows(q_LxD @ k_LxD.T)
+            for rank, errors in zip(ranks, rank_sweep(a_LxL, q_LxD, v_LxD, ranks, dtype)):
+                rows.append({"psd_ratio": psd_ratio, "seed": seed, "rank": rank, **errors._asdict()})
+    return rows
+
+
+def truncation_errors(singular_values_L: np.ndarray) -> np.ndarray:
+    """Entry e - 1 is the relative Frobenius error of the best rank-e approximation
+    (Eckart-Young: the norm of the dropped singular values over the norm of all); all
+    zeros for a zero matrix, which every rank reproduces."""
+    energy_L = np.asarray(singular_values_L, np.float64) ** 2
+    dropped_L = np.concatenate([np.cumsum(energy_L[::-1])[::-1][1:], [0.0]])
+    total = energy_L.sum()
+    return np.sqrt(dropped_L / total) if total > 0 else np.zeros_like(energy_L)
+
+
+def smallest_rank(ranks, errors, target: float) -> int | None:
+    """The first rank (ranks ascending) whose error is at most `target`; None if none is."""
+    return next((int(r) for r, err in zip(ranks, errors) if err <= target), None)
+
+
+def rank_grid(length: int, points: int = 32) -> list[int]:
+    """About `points` ranks from 1 to `length`, evenly spaced, both ends included."""
+    step = max(1, length // points)
+    return sorted({1, *range(step, length + 1, step), length})
