@@ -165,7 +165,8 @@ def count_parameters(params) -> int:
 def attention_intermediates(model: nn.Module, params, tokens_BL: jax.Array):
     """Logits and, for every layer, what its attention sowed, {name: array} (names in
     lowrank_jax.attention.core: always the weights (B, H, L, S); the scaled queries and the
-    values (B, L, H, D) where the weights are over tokens)."""
+    values (B, L, H, D) where the weights are over tokens, in a forward pass, not a decode
+    step)."""
     logits_BLV, state = model.apply({"params": params}, tokens_BL, mutable=["intermediates"])
     blocks = state["intermediates"]
     layers = [{name: sown[0] for name, sown in blocks[f"block_{i}"]["attention"].items()}

@@ -3,7 +3,7 @@ finished-block spectrum that says how many slots a causal Linformer needs."""
 import numpy as np
 import pytest
 
-from lowrank_jax.analysis.heads import REPORTED, analyse_head, finished_block_rows
+from lowrank_jax.analysis.heads import REPORTED, analyse_head, finished_block_rows, finished_blocks
 from lowrank_jax.analysis.softmax_lowrank import rank_sweep, softmax_rows, truncation_errors
 
 L, D, B = 12, 3, 4
@@ -21,9 +21,11 @@ def batch():
 
 
 def test_finished_block_rows_are_later_queries_on_each_finished_block():
-    a = np.arange(36.0).reshape(6, 6)
-    rows = finished_block_rows(a, block_size=2)
-    np.testing.assert_array_equal(rows, np.concatenate([a[2:, 0:2], a[4:, 2:4]]))
+    a = np.arange(72.0).reshape(2, 6, 6)
+    np.testing.assert_array_equal(finished_block_rows(a, 0, block_size=2),
+                                  np.concatenate([a[0, 2:, 0:2], a[1, 2:, 0:2]]))
+    np.testing.assert_array_equal(finished_block_rows(a, 1, block_size=2),
+                                  np.concatenate([a[0, 4:, 2:4], a[1, 4:, 2:4]]))
 
 
 def test_a_head_is_the_mean_of_its_sequences(batch):
@@ -37,24 +39,44 @@ def test_a_head_is_the_mean_of_its_sequences(batch):
     for name in REPORTED:
         expected = np.mean([[getattr(e, name) for e in sweep] for sweep in sweeps], axis=0)
         np.testing.assert_allclose(head.errors[name], expected, rtol=1e-12, err_msg=name)
+    expected = finished_blocks(a, B)
+    assert head.finished.share == expected.share
+    np.testing.assert_array_equal(head.finished.slot_errors_b, expected.slot_errors_b)
 
 
-def test_finished_blocks_share_and_slot_errors(batch):
-    a, q, v = batch
-    head = analyse_head(a, q, v, [L], block_size=B)
+def projection_error(a_NxLxL, projections):
+    """||A - A with every finished block's weights projected on the row space of its P|| /
+    ||A||, the error of a Linformer whose block j is compressed by P_j (c x b, orthonormal
+    rows), the weights on the slots chosen freely (least squares)."""
+    dropped = 0.0
+    for j, p_cxb in enumerate(projections):
+        rows = finished_block_rows(a_NxLxL, j, B)
+        dropped += np.sum((rows - rows @ p_cxb.T @ p_cxb) ** 2)
+    return np.sqrt(dropped / np.sum(a_NxLxL ** 2))
+
+
+def test_slot_errors_are_reached_by_the_top_singular_vectors_and_beat_other_projections(batch):
+    a, _, _ = batch
+    found = finished_blocks(a, B)
+    rng = np.random.default_rng(1)
+    for c in range(1, B + 1):
+        best = [np.linalg.svd(finished_block_rows(a, j, B))[2][:c] for j in range(L // B - 1)]
+        assert projection_error(a, best) == pytest.approx(found.slot_errors_b[c - 1], rel=1e-9, abs=1e-12)
+        for _ in range(5):  # random orthonormal rows do no better
+            other = [np.linalg.qr(rng.normal(size=(B, c)))[0].T for _ in range(L // B - 1)]
+            assert projection_error(a, other) >= found.slot_errors_b[c - 1] - 1e-12
+    assert found.slot_errors_b[-1] < 1e-12 and np.all(np.diff(found.slot_errors_b) <= 1e-15)
+
+
+def test_the_finished_share_is_the_weight_outside_the_own_block(batch):
+    a, _, _ = batch
     far = np.arange(L)[:, None] // B > np.arange(L)[None, :] // B
-    shares = [np.linalg.norm(x * far) / np.linalg.norm(x) for x in a]
-    assert head.finished_share == pytest.approx(np.mean(shares), rel=1e-12)
-    one_slot = [share * truncation_errors(np.linalg.svd(finished_block_rows(x, B), compute_uv=False))[0]
-                for share, x in zip(shares, a)]
-    assert head.block_truncation_b[0] == pytest.approx(np.mean(one_slot), rel=1e-12)
-    assert head.block_truncation_b.shape == (B,) and head.block_truncation_b[-1] < 1e-12
-    assert np.all(np.diff(head.block_truncation_b) <= 1e-15)
+    assert finished_blocks(a, B).share == pytest.approx(
+        np.linalg.norm(a * far) / np.linalg.norm(a), rel=1e-12)
 
 
-def test_attention_within_blocks_needs_no_slots(batch):
-    _, q, v = batch
+def test_attention_within_blocks_needs_no_slots():
     own_block = np.arange(L)[:, None] // B == np.arange(L)[None, :] // B
     local = np.stack([causal_attention(np.where(own_block, 0.0, -np.inf))] * 2)
-    head = analyse_head(local, q, v, [L], block_size=B)
-    assert head.finished_share == 0 and np.all(head.block_truncation_b == 0)
+    found = finished_blocks(local, B)
+    assert found.share == 0 and np.all(found.slot_errors_b == 0)

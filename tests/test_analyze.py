@@ -8,6 +8,7 @@ import jax
 import numpy as np
 import pytest
 
+from lowrank_jax.analysis.heads import finished_blocks
 from lowrank_jax.analysis.softmax_lowrank import (
     decompose,
     rank_grid,
@@ -15,6 +16,7 @@ from lowrank_jax.analysis.softmax_lowrank import (
     stage_errors,
     synthetic_inputs,
     synthetic_sweep,
+    truncation_errors,
 )
 from tests.test_cli import run, tree_digest
 from tests.test_text import tiny_config
@@ -104,6 +106,9 @@ def test_the_output_error_grows_as_q_becomes_less_psd():
     (["--l", "10"], "--l=10 is not allowed with --d=64; the notebook needs l >= d."),
     (["--d", "0"], "--d=0 is not allowed; it must be >= 1."),
     (["--l", "100000"], "--l=100000 is not allowed; it must be at most 4096"),
+    (["--seed", "0,-1"], "--seed=-1 is not allowed; seeds go from 0 to 4294967295."),
+    (["--out", "/dev/null/x"], "--out '/dev/null/x' cannot be made a folder (Not a directory); "
+                               "pass a folder you can write to."),
     (["--psd-ratio", "1.5"], "--psd-ratio=1.5 is not allowed; it must be in [0, 1]."),
     (["--psd-ratio", "nan"], "argument --psd-ratio: 'nan' has a value that is not finite; see --help."),
     (["--e", "two"], "argument --e: 'two' is not a comma-separated list of ints; see --help."),
@@ -151,16 +156,25 @@ def test_every_head_is_reported_and_written(capsys, standard_run, tmp_path):
         summary = json.load(f)
     assert summary["ranks"] == rank_grid(length) and summary["block_size"] == 4  # 4 blocks of 4
     assert [(h["layer"], h["head"]) for h in summary["heads"]] == heads
+    # What the library computes from the same windows is what the command wrote.
+    _, layers = attention_of(load_latest(standard_run), 2, 0)
     for head in summary["heads"]:
-        truncation = summary["truncation"][f"{head['layer']}/{head['head']}"]
+        a_BLL, q_BLD, v_BLD = (x[:, head["head"]] if i == 0 else x[:, :, head["head"]]
+                               for i, x in enumerate(layers[head["layer"]]))
+        s_BL = np.linalg.svd(a_BLL, compute_uv=False)
+        truncation = np.mean([truncation_errors(s) for s in s_BL], axis=0)
         assert head["e_truncation"] == smallest_rank(range(1, length + 1), truncation, 0.1)
-        assert 1 <= head["c_per_block"] <= 4 and 0 < head["finished_share"] < 1
+        np.testing.assert_allclose(head["slot_errors"], finished_blocks(a_BLL, 4).slot_errors_b)
         assert f"  {head['layer']:>5} {head['head']:>4} {head['top_singular_share']:>14.3f} " in out
+    for layer in summary["headwise"]:
+        a_BHLL = layers[layer["layer"]][0]
+        np.testing.assert_allclose(layer["slot_errors"],
+                                   finished_blocks(a_BHLL.reshape(-1, length, length), 4).slot_errors_b)
     with open(tmp_path / "heads.csv") as f:
         assert len(list(csv.DictReader(f))) == len(heads) * length
     for picture in ("attention_maps.png", "spectra.png", "errors.png"):
         assert is_png(tmp_path / picture), picture
-    assert "one shared projection needs c >=" in out
+    assert "needs at least c slots per block" in out
 
 
 def test_the_default_output_is_beside_the_checkpoints_which_stay_untouched(capsys, standard_run):
@@ -175,7 +189,11 @@ def test_the_default_output_is_beside_the_checkpoints_which_stay_untouched(capsy
 
 
 @pytest.mark.parametrize("args, message", [
-    (["--batch", "0"], "--batch=0 is not allowed; it must be >= 1."),
+    (["--batch", "0"], "--batch=0 is not allowed; it must be from 1 to 256"),
+    (["--batch", "100000000"], "--batch=100000000 is not allowed; it must be from 1 to 256"),
+    (["--seed", "-1"], "--seed=-1 is not allowed; seeds go from 0 to 4294967295."),
+    (["--seed", str(2 ** 70)], "is not allowed; seeds go from 0 to 4294967295."),
+    (["--out", "/dev/null/x"], "--out '/dev/null/x' cannot be made a folder"),
     (["--target", "1.5"], "--target=1.5 is not allowed; it must be in (0, 1)."),
     (["--target", "0"], "--target=0.0 is not allowed; it must be in (0, 1)."),
     (["--ranks", "0,4"], "--ranks=0 is not allowed; every rank must be >= 1."),

@@ -266,3 +266,9 @@ def test_float32_runs_every_stage_in_single_precision():
     (double,) = synthetic_sweep(**full_rank)
     (single,) = synthetic_sweep(**full_rank, dtype=np.float32)
     assert double["truncation"] < 1e-13 < 1e-8 < single["truncation"] < 1e-5
+
+
+def test_a_one_token_sequence_has_finite_errors():
+    """l = d = e = 1: log P is zero and so is its fit; 0 / 0 is reported as no error."""
+    errors = stage_errors(decompose(*synthetic_inputs(d=1, l=1, psd_ratio=1.0, seed=0), rank=1))
+    assert all(np.isfinite(errors)) and errors.k_hat_residual == 0

@@ -11,9 +11,9 @@ model --workdir DIR [--batch 4] [--target 0.1] [--ranks 1,2,...] [--block-size B
       [--seed 0] [--out DIR]
     Every layer's and head's attention from the newest checkpoint in DIR, on --batch
     windows of its training data: the singular-value spectrum; the smallest e whose error
-    reaches --target, by truncation alone and through the whole pipeline; and the slots c
-    per block a causal Linformer with blocks of B tokens needs (see
-    lowrank_jax.analysis.heads). Writes heads.csv, summary.json and attention_maps.png,
+    reaches --target, by truncation alone and through the whole pipeline; and a lower
+    bound on the slots c per block a causal Linformer with blocks of B tokens needs, per
+    head and per layer (see lowrank_jax.analysis.heads). Writes heads.csv, summary.json and attention_maps.png,
     spectra.png, errors.png to --out (default DIR/analysis).
 """
 from __future__ import annotations
@@ -30,7 +30,7 @@ import numpy as np
 from tqdm import tqdm
 
 from lowrank_jax.analysis import softmax_lowrank as sl
-from lowrank_jax.analysis.heads import REPORTED, analyse_head
+from lowrank_jax.analysis.heads import REPORTED, FinishedBlocks, analyse_head, finished_blocks
 from lowrank_jax.attention import weights_are_per_token
 from lowrank_jax.attention.core import ATTENTION_QUERIES, ATTENTION_VALUES, ATTENTION_WEIGHTS
 from lowrank_jax.attention.linformer import default_block_size
@@ -42,6 +42,8 @@ from train.pretrained import load_latest
 
 PROGRAM = "python -m train.analyze"
 MAX_LENGTH = 4096
+MAX_BATCH = 256
+MAX_SEED = 2 ** 32 - 1  # what jax.random.key takes
 
 
 def number_list(kind):
@@ -102,14 +104,20 @@ def check_synthetic(args) -> None:
     bad = [p for p in args.psd_ratio if not 0 <= p <= 1]
     if bad:
         raise UserError(f"--psd-ratio={bad[0]} is not allowed; it must be in [0, 1].")
+    bad = [seed for seed in args.seed if not 0 <= seed <= MAX_SEED]
+    if bad:
+        raise UserError(f"--seed={bad[0]} is not allowed; seeds go from 0 to {MAX_SEED}.")
     # A repeated value would be counted twice; the plots draw e in ascending order.
     args.e = sorted(set(args.e))
     args.psd_ratio, args.seed = list(dict.fromkeys(args.psd_ratio)), list(dict.fromkeys(args.seed))
 
 
 def check_model(args) -> None:
-    if args.batch < 1:
-        raise UserError(f"--batch={args.batch} is not allowed; it must be >= 1.")
+    if not 1 <= args.batch <= MAX_BATCH:
+        raise UserError(f"--batch={args.batch} is not allowed; it must be from 1 to {MAX_BATCH} "
+                        "(each sequence costs an SVD and a rank sweep per head).")
+    if not 0 <= args.seed <= MAX_SEED:
+        raise UserError(f"--seed={args.seed} is not allowed; seeds go from 0 to {MAX_SEED}.")
     if not 0 < args.target < 1:
         raise UserError(f"--target={args.target} is not allowed; it must be in (0, 1).")
     if args.ranks is not None and min(args.ranks) < 1:
@@ -133,6 +141,8 @@ STAGE_NOTES = {
 
 
 def run_synthetic(args) -> None:
+    if args.out:
+        make_output_folder(args.out)
     dtype = np.float32 if args.float32 else np.float64
     rows = sl.synthetic_sweep(args.d, args.l, args.e, args.psd_ratio, args.seed, dtype)
     print(f"synthetic Q, K, V: d {args.d}, l {args.l} ({np.dtype(dtype).name}; relative "
@@ -168,7 +178,6 @@ def print_sweep_table(rows: list[dict], seeds: list[int]) -> None:
 
 
 def write_sweep(out: str, rows: list[dict], args) -> None:
-    os.makedirs(out, exist_ok=True)
     write_csv(os.path.join(out, "sweep.csv"), rows)
     with open(os.path.join(out, "sweep.json"), "w") as f:
         json.dump({"d": args.d, "l": args.l, "float32": args.float32, "rows": rows}, f, indent=1)
@@ -238,8 +247,11 @@ def check_lengths(args, length: int, width: int) -> tuple[list[int], int]:
 
 def run_model(args) -> None:
     run = load_latest(args.workdir)
+    out = args.out or os.path.join(args.workdir, "analysis")
+    make_output_folder(out)
     tokens_BL, layers = attention_of(run, args.batch, args.seed)
-    ranks, block = check_lengths(args, tokens_BL.shape[1], layers[0][1].shape[-1])
+    length = tokens_BL.shape[1]
+    ranks, block = check_lengths(args, length, layers[0][1].shape[-1])
     heads = {}
     progress = tqdm(total=len(layers) * layers[0][0].shape[1], unit="head", disable=None,
                     desc="analysing")
@@ -249,13 +261,21 @@ def run_model(args) -> None:
                                               v_BLHD[:, :, head], ranks, block)
             progress.update()
     progress.close()
-    summary = summarise(heads, ranks, args.target)
-    print_model_table(run, args, tokens_BL.shape[1], block, summary)
-    out = args.out or os.path.join(args.workdir, "analysis")
+    # sharing="headwise": every head of a layer shares the layer's projections.
+    headwise = [finished_blocks(a_BHLL.reshape(-1, length, length), block)
+                for a_BHLL, _, _ in layers]
+    summary = summarise(heads, headwise, ranks, args.target)
+    print_model_table(run, args, length, block, summary)
     write_model(out, run, args, block, layers, heads, ranks, summary)
 
 
-def summarise(heads: dict, ranks: list[int], target: float) -> list[dict]:
+def slots_needed(finished: FinishedBlocks, target: float) -> int:
+    errors_b = finished.slot_errors_b
+    return sl.smallest_rank(range(1, len(errors_b) + 1), errors_b, target)
+
+
+def summarise(heads: dict, headwise: list[FinishedBlocks], ranks: list[int], target: float
+              ) -> dict:
     rows = []
     for (layer, head), h in heads.items():
         best = int(np.argmin(h.errors["out_pp"]))
@@ -265,40 +285,51 @@ def summarise(heads: dict, ranks: list[int], target: float) -> list[dict]:
             "e_truncation": sl.smallest_rank(range(1, len(h.truncation_L) + 1), h.truncation_L, target),
             "e_pipeline": sl.smallest_rank(ranks, h.errors["out_pp"], target),
             "best_out_pp": float(h.errors["out_pp"][best]), "best_out_pp_rank": ranks[best],
-            "finished_share": h.finished_share,
-            "c_per_block": sl.smallest_rank(range(1, len(h.block_truncation_b) + 1),
-                                            h.block_truncation_b, target)})
-    return rows
+            "finished_share": h.finished.share, "slots_per_block": slots_needed(h.finished, target),
+            "slot_errors": h.finished.slot_errors_b.tolist()})
+    layers = [{"layer": i, "finished_share": f.share, "slots_per_block": slots_needed(f, target),
+               "slot_errors": f.slot_errors_b.tolist()} for i, f in enumerate(headwise)]
+    return {"heads": rows, "headwise": layers}
 
 
-def print_model_table(run, args, length: int, block: int, summary: list[dict]) -> None:
+def print_model_table(run, args, length: int, block: int, summary: dict) -> None:
+    heads = summary["heads"]
     print(f"{args.workdir} at step {run.step} ({run.model_cfg.attention} attention, "
-          f"{args.batch} sequences of {length} tokens); smallest e with error <= {args.target:g}:")
+          f"{args.batch} sequences of {length} tokens); error target {args.target:g}:")
     print(f"  {'layer':>5} {'head':>4} {'sigma1^2 share':>14} {'e truncation':>12} "
           f"{'e pipeline':>10} {'best out_pp (e)':>16} {f'finished share b={block}':>20} "
-          f"{'c per block':>11}")
-    for row in summary:
+          f"{'slots c >=':>10}")
+    for row in heads:
         e_pipe = "-" if row["e_pipeline"] is None else str(row["e_pipeline"])
         best = f"{row['best_out_pp']:.3g} ({row['best_out_pp_rank']})"
         print(f"  {row['layer']:>5} {row['head']:>4} {row['top_singular_share']:>14.3f} "
               f"{row['e_truncation']:>12} {e_pipe:>10} {best:>16} {row['finished_share']:>20.3f} "
-              f"{row['c_per_block']:>11}")
-    e_trunc = [row["e_truncation"] for row in summary]
+              f"{row['slots_per_block']:>10}")
+    e_trunc = [row["e_truncation"] for row in heads]
     print(f"  a rank-e factor of the attention (e keys, exact values): e >= {max(e_trunc)} for "
           f"every head (median {np.median(e_trunc):g}) of {length}")
-    reached = [row["e_pipeline"] for row in summary if row["e_pipeline"] is not None]
-    best = min(summary, key=lambda row: row["best_out_pp"])
-    print(f"  seed 004's fitted keys: {len(reached)} of {len(summary)} heads reach the target"
+    reached = [row["e_pipeline"] for row in heads if row["e_pipeline"] is not None]
+    best = min(heads, key=lambda row: row["best_out_pp"])
+    print(f"  seed 004's fitted keys: {len(reached)} of {len(heads)} heads reach the target"
           + (f" (largest e {max(reached)})" if reached else "")
           + f"; the best output error is {best['best_out_pp']:.3g} (layer {best['layer']} head "
           f"{best['head']}, e {best['best_out_pp_rank']})")
-    c = [row["c_per_block"] for row in summary]
-    print(f"  a causal Linformer with blocks of {block}: one shared projection needs c >= {max(c)} "
-          f"slots per block for every head (median {np.median(c):g})")
+    per_head = [row["slots_per_block"] for row in heads]
+    per_layer = ", ".join(str(layer["slots_per_block"]) for layer in summary["headwise"])
+    print(f"  a causal Linformer with blocks of {block} needs at least c slots per block: "
+          f"{max(per_head)} with its own projections per head (sharing none; median head "
+          f"{np.median(per_head):g}), by layer {per_layer} with one per layer (headwise)")
+
+
+def make_output_folder(out: str) -> None:
+    try:
+        os.makedirs(out, exist_ok=True)
+    except OSError as err:
+        raise UserError(f"--out {out!r} cannot be made a folder ({err.strerror}); pass a folder "
+                        "you can write to.") from None
 
 
 def write_model(out, run, args, block, layers, heads, ranks, summary) -> None:
-    os.makedirs(out, exist_ok=True)
     rows = [{"layer": layer, "head": head, "rank": rank,
              **{name: float(h.errors[name][i]) for name in REPORTED}}
             for (layer, head), h in heads.items() for i, rank in enumerate(ranks)]
@@ -306,25 +337,23 @@ def write_model(out, run, args, block, layers, heads, ranks, summary) -> None:
     with open(os.path.join(out, "summary.json"), "w") as f:
         json.dump({"workdir": args.workdir, "step": run.step, "attention": run.model_cfg.attention,
                    "batch": args.batch, "seed": args.seed, "target": args.target, "ranks": ranks,
-                   "block_size": block,
-                   "heads": summary,
+                   "block_size": block, **summary,
                    "spectra": {f"{l}/{h}": a.spectrum_L.tolist() for (l, h), a in heads.items()},
-                   "truncation": {f"{l}/{h}": a.truncation_L.tolist() for (l, h), a in heads.items()},
-                   "block_truncation": {f"{l}/{h}": a.block_truncation_b.tolist()
-                                        for (l, h), a in heads.items()}},
+                   "truncation": {f"{l}/{h}": a.truncation_L.tolist() for (l, h), a in heads.items()}},
                   f, indent=1)
     labels = [f"layer {layer} head {head}" for layer, head in heads]
     n_heads = layers[0][0].shape[1]
     plot_log_grid(os.path.join(out, "attention_maps.png"),
-              [[a_BHLL[0, head] for head in range(n_heads)] for a_BHLL, _, _ in layers],
-              row_labels=[f"layer {i}" for i in range(len(layers))],
-              col_labels=[f"head {h}" for h in range(n_heads)], floor=1e-6, colorbar="weight",
-              title=f"attention weights, sequence 0 of {args.batch} (query down, key across)")
+                  [[a_BHLL[0, head] for head in range(n_heads)] for a_BHLL, _, _ in layers],
+                  row_labels=[f"layer {i}" for i in range(len(layers))],
+                  col_labels=[f"head {h}" for h in range(n_heads)], floor=1e-6, colorbar="weight",
+                  title=f"attention weights, sequence 0 of {args.batch} (query down, key across)")
     plot_spectra(os.path.join(out, "spectra.png"), np.stack([h.spectrum_L for h in heads.values()]),
                  labels=labels, title=f"singular values of each head's attention "
                                       f"(mean over {args.batch} sequences)")
     plot_curves(os.path.join(out, "errors.png"),
-                [Curve(label, np.array(ranks), h.errors["out_pp"]) for label, h in zip(labels, heads.values())],
+                [Curve(label, np.array(ranks), h.errors["out_pp"])
+                 for label, h in zip(labels, heads.values())],
                 title="seed 004 pipeline on each head: output error against e",
                 xlabel="e (fitted keys)", ylabel="||out_pp - out|| / ||out||", target=args.target)
     print(f"wrote heads.csv, summary.json, attention_maps.png, spectra.png, errors.png to {out}")

@@ -1,13 +1,15 @@
 """Seed 004 on a trained model: one attention head's weights over a batch of sequences,
-its singular-value spectrum, the pipeline's errors at each rank, and how much of it a
-causal Linformer would compress, averaged over the batch.
+its singular-value spectrum, the pipeline's errors at each rank, and how many slots a
+causal Linformer would need for it.
 
 The causal Linformer (lowrank_jax.attention.linformer) keeps the query's own block of b
-tokens exact and compresses every finished block's keys and values with one shared
-c x b projection P. Its output on finished blocks is then W (P V_block): the weights a
-query puts on a finished block, A[q, block], must be close to W_q P for some W. The best
-shared P spans the top c right singular vectors of those rows stacked over every query
-and block, so their spectrum says which c is enough, before any softmax is fitted.
+tokens exact and compresses finished block j with its own b x c projection F_j, a
+parameter: the same for every sequence, and for every head of a layer under
+sharing="headwise". Its weights on block j's values are then W F_j^T: the rows of A on
+block j, over every sequence (and head) that shares F_j, are approximated by a rank-c
+row space. Whatever the softmax makes of W, its error is at least the best rank-c error
+of those stacked rows (Eckart-Young), summed over the blocks: a lower bound on the error,
+so the smallest c meeting a target is a lower bound on the slots needed.
 """
 from __future__ import annotations
 
@@ -15,42 +17,53 @@ from typing import NamedTuple
 
 import numpy as np
 
-from lowrank_jax.analysis.softmax_lowrank import rank_sweep, truncation_errors
+from lowrank_jax.analysis.softmax_lowrank import dropped_energy, rank_sweep, truncation_errors
 
 # The stage errors a head report keeps (see softmax_lowrank.StageErrors).
 REPORTED = ("truncation", "k_hat_residual", "a_pp", "out_p", "out_pp", "out_pp_mean_row_l2")
 
 
+class FinishedBlocks(NamedTuple):
+    """Relative to ||A|| over every matrix that shares the projections."""
+    share: float                    # ||weights on finished blocks|| / ||A||
+    slot_errors_b: np.ndarray       # entry c - 1: least error with c slots per finished block
+
+
 class HeadAnalysis(NamedTuple):
-    """Means over the batch; errors are relative to ||A|| (Frobenius) unless named otherwise."""
-    spectrum_L: np.ndarray          # singular values over the largest
-    truncation_L: np.ndarray        # entry e - 1: error of the best rank-e approximation
-    errors: dict[str, np.ndarray]   # REPORTED name -> its value at each swept rank
-    finished_share: float           # ||weights on finished blocks|| / ||A||
-    block_truncation_b: np.ndarray  # entry c - 1: error of the best shared c x b block projection
+    spectrum_L: np.ndarray          # singular values over the largest, mean over the batch
+    truncation_L: np.ndarray        # entry e - 1: best rank-e relative error, mean over the batch
+    errors: dict[str, np.ndarray]   # REPORTED name -> mean over the batch at each swept rank
+    finished: FinishedBlocks        # this head's own projections (sharing="none")
 
 
-def finished_block_rows(a_LxL: np.ndarray, block_size: int) -> np.ndarray:
-    """(rows, b): for every finished block j, the weights of each later query on its keys."""
-    return np.concatenate([a_LxL[(j + 1) * block_size:, j * block_size:(j + 1) * block_size]
-                           for j in range(a_LxL.shape[0] // block_size - 1)])
+def finished_block_rows(a_NxLxL: np.ndarray, block: int, block_size: int) -> np.ndarray:
+    """(rows, b): the weights of every later query of every matrix on finished block `block`."""
+    keys = slice(block * block_size, (block + 1) * block_size)
+    return a_NxLxL[:, (block + 1) * block_size:, keys].reshape(-1, block_size)
+
+
+def finished_blocks(a_NxLxL: np.ndarray, block_size: int) -> FinishedBlocks:
+    """The bound for N attention matrices (L x L, causal) that share one projection per
+    block; `block_size` divides L into at least two blocks (checked by the caller)."""
+    a_NxLxL = np.asarray(a_NxLxL, np.float64)
+    finished, dropped_b = 0.0, np.zeros(block_size)
+    for block in range(a_NxLxL.shape[-1] // block_size - 1):
+        s = np.linalg.svd(finished_block_rows(a_NxLxL, block, block_size), compute_uv=False)
+        finished += float(np.sum(s ** 2))
+        dropped_b += dropped_energy(s, block_size)
+    total = float(np.sum(a_NxLxL ** 2))
+    return FinishedBlocks(float(np.sqrt(finished / total)), np.sqrt(dropped_b / total))
 
 
 def analyse_head(a_BxLxL: np.ndarray, q_BxLxD: np.ndarray, v_BxLxV: np.ndarray, ranks,
                  block_size: int) -> HeadAnalysis:
-    """`block_size` divides L with at least two blocks (checked by the caller)."""
-    spectra, truncations, sweeps, shares, blocks = [], [], [], [], []
+    spectra, truncations, sweeps = [], [], []
     for a_LxL, q_LxD, v_LxV in zip(a_BxLxL, q_BxLxD, v_BxLxV, strict=True):
-        a_LxL = np.asarray(a_LxL, np.float64)
-        s_L = np.linalg.svd(a_LxL, compute_uv=False)
+        s_L = np.linalg.svd(np.asarray(a_LxL, np.float64), compute_uv=False)
         spectra.append(s_L / s_L[0])
         truncations.append(truncation_errors(s_L))
         sweeps.append(rank_sweep(a_LxL, q_LxD, v_LxV, ranks))
-        finished_Nxb = finished_block_rows(a_LxL, block_size)
-        share = np.linalg.norm(finished_Nxb) / np.linalg.norm(a_LxL)
-        shares.append(share)
-        blocks.append(share * truncation_errors(np.linalg.svd(finished_Nxb, compute_uv=False)))
     errors = {name: np.mean([[getattr(e, name) for e in sweep] for sweep in sweeps], axis=0)
               for name in REPORTED}
     return HeadAnalysis(np.mean(spectra, axis=0), np.mean(truncations, axis=0), errors,
-                        float(np.mean(shares)), np.mean(blocks, axis=0))
+                        finished_blocks(a_BxLxL, block_size))

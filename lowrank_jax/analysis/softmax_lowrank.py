@@ -86,7 +86,9 @@ def positive_offset(u_s_LxE: np.ndarray) -> float:
 
 
 def relative_frobenius(approx: np.ndarray, exact: np.ndarray) -> float:
-    return float(np.linalg.norm(approx - exact) / np.linalg.norm(exact))
+    """||approx - exact|| / ||exact||; 0 when both are zero (l = d = 1 makes log P zero)."""
+    error, scale = np.linalg.norm(approx - exact), np.linalg.norm(exact)
+    return float(error / scale) if scale > 0 else (0.0 if error == 0 else float("inf"))
 
 
 def mean_row_l2(approx_NxM: np.ndarray, exact_NxM: np.ndarray) -> float:
@@ -254,14 +256,20 @@ def synthetic_sweep(d: int, l: int, ranks, psd_ratios, seeds, dtype=np.float64) 
     return rows
 
 
+def dropped_energy(singular_values: np.ndarray, ranks: int) -> np.ndarray:
+    """Entry e - 1, for e = 1..ranks: the sum of the squared singular values past the e-th,
+    the squared Frobenius error of the best rank-e approximation (Eckart-Young)."""
+    energy = np.zeros(max(ranks, len(singular_values)) + 1)  # a zero past the end
+    energy[:len(singular_values)] = np.asarray(singular_values, np.float64) ** 2
+    return np.cumsum(energy[::-1])[::-1][1:ranks + 1]
+
+
 def truncation_errors(singular_values_L: np.ndarray) -> np.ndarray:
-    """Entry e - 1 is the relative Frobenius error of the best rank-e approximation
-    (Eckart-Young: the norm of the dropped singular values over the norm of all); all
+    """Entry e - 1 is the relative Frobenius error of the best rank-e approximation; all
     zeros for a zero matrix, which every rank reproduces."""
-    energy_L = np.asarray(singular_values_L, np.float64) ** 2
-    dropped_L = np.concatenate([np.cumsum(energy_L[::-1])[::-1][1:], [0.0]])
-    total = energy_L.sum()
-    return np.sqrt(dropped_L / total) if total > 0 else np.zeros_like(energy_L)
+    total = float(np.sum(np.square(singular_values_L, dtype=np.float64)))
+    dropped_L = dropped_energy(singular_values_L, len(singular_values_L))
+    return np.sqrt(dropped_L / total) if total > 0 else np.zeros_like(dropped_L)
 
 
 def smallest_rank(ranks, errors, target: float) -> int | None:
