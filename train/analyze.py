@@ -183,12 +183,12 @@ def write_sweep(out: str, rows: list[dict], args) -> None:
         json.dump({"d": args.d, "l": args.l, "float32": args.float32, "rows": rows}, f, indent=1)
     written = ["sweep.csv", "sweep.json"]
     if len(args.e) > 1:
+        groups = sweep_groups(rows)
         for name, label in (("out_pp", "output error ||out_pp - out|| / ||out||"),
                             ("truncation", "truncation error ||U S D - A|| / ||A||")):
             curves = []
             for psd_ratio in args.psd_ratio:
-                per_rank = [[r[name] for r in g] for (p, _), g in sweep_groups(rows).items()
-                            if p == psd_ratio]
+                per_rank = [[r[name] for r in g] for (p, _), g in groups.items() if p == psd_ratio]
                 curves.append(Curve(f"psd_ratio {psd_ratio:g}", np.array(args.e),
                                     np.mean(per_rank, axis=1),
                                     (np.min(per_rank, axis=1), np.max(per_rank, axis=1))))
@@ -269,9 +269,9 @@ def run_model(args) -> None:
     write_model(out, run, args, block, layers, heads, ranks, summary)
 
 
-def slots_needed(finished: FinishedBlocks, target: float) -> int:
-    errors_b = finished.slot_errors_b
-    return sl.smallest_rank(range(1, len(errors_b) + 1), errors_b, target)
+def smallest_count(errors, target: float) -> int:
+    """The smallest n whose error (entry n - 1) meets the target: every n from 1 is listed."""
+    return sl.smallest_rank(range(1, len(errors) + 1), errors, target)
 
 
 def summarise(heads: dict, headwise: list[FinishedBlocks], ranks: list[int], target: float
@@ -282,12 +282,12 @@ def summarise(heads: dict, headwise: list[FinishedBlocks], ranks: list[int], tar
         rows.append({
             "layer": layer, "head": head,
             "top_singular_share": float(h.spectrum_L[0] ** 2 / (h.spectrum_L ** 2).sum()),
-            "e_truncation": sl.smallest_rank(range(1, len(h.truncation_L) + 1), h.truncation_L, target),
+            "e_truncation": smallest_count(h.truncation_L, target),
             "e_pipeline": sl.smallest_rank(ranks, h.errors["out_pp"], target),
             "best_out_pp": float(h.errors["out_pp"][best]), "best_out_pp_rank": ranks[best],
-            "finished_share": h.finished.share, "slots_per_block": slots_needed(h.finished, target),
+            "finished_share": h.finished.share, "slots_per_block": smallest_count(h.finished.slot_errors_b, target),
             "slot_errors": h.finished.slot_errors_b.tolist()})
-    layers = [{"layer": i, "finished_share": f.share, "slots_per_block": slots_needed(f, target),
+    layers = [{"layer": i, "finished_share": f.share, "slots_per_block": smallest_count(f.slot_errors_b, target),
                "slot_errors": f.slot_errors_b.tolist()} for i, f in enumerate(headwise)]
     return {"heads": rows, "headwise": layers}
 
