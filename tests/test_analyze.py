@@ -92,12 +92,16 @@ def test_repeated_and_unsorted_values_are_swept_once_in_order(capsys, tmp_path):
 
 def test_the_output_error_grows_as_q_becomes_less_psd():
     """The notebook's question, in its setting (d 64, e 200, l 400), mean over three seeds:
-    the error rises from psd_ratio 1 down to 0.25; pure noise (0) is easier again."""
+    the error rises from psd_ratio 1 through 0.9 and 0.75 to 0.5 and 0.25; pure noise (0)
+    is easier again. 0.5 and 0.25 are not ordered: their means lie within the spread over
+    seeds (benchmarks/softmax_lowrank/synthetic: 0.134 [0.093, 0.192] and 0.156 [0.125,
+    0.181] over five seeds), and with three seeds the order flips between LAPACK builds."""
     ratios = [1.0, 0.9, 0.75, 0.5, 0.25, 0.0]
     rows = synthetic_sweep(64, 400, [200], ratios, [0, 1, 2])
-    mean = [np.mean([r["out_pp"] for r in rows if r["psd_ratio"] == p]) for p in ratios]
-    assert all(a < b for a, b in zip(mean[:4], mean[1:5])), mean
-    assert mean[0] < 1e-2 < mean[1] and mean[5] < mean[4]
+    one, high, mid, half, quarter, noise = (
+        np.mean([r["out_pp"] for r in rows if r["psd_ratio"] == p]) for p in ratios)
+    assert one < 1e-2 < high < mid < min(half, quarter), (one, high, mid, half, quarter)
+    assert noise < min(half, quarter), (noise, half, quarter)
 
 
 @pytest.mark.parametrize("args, message", [
