@@ -5,7 +5,7 @@ MODEL_DEFAULTS = dict(
     vocab_size=256, max_len=512, d_model=256, n_layers=4, n_heads=4, d_ff=1024,
     attention="standard", attention_kwargs={}, norm="layernorm", norm_position="pre",
     ffn="dense", ffn_rank=0, activation="gelu", dropout=0.0, use_bias=True, tie_embeddings=True,
-    dtype="float32", param_dtype="float32", embed_init_std=0.02,
+    dtype="float32", param_dtype="float32", embed_init_std=0.02, remat="none",
 )
 
 

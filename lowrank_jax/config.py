@@ -24,6 +24,7 @@ CHOICES = {
     "activation": ("relu", "gelu"),
     "dtype": tuple(DTYPES),
     "param_dtype": tuple(DTYPES),
+    "remat": ("none", "block"),
 }
 POSITIVE_INTS = ("vocab_size", "max_len", "d_model", "n_layers", "n_heads", "d_ff")
 BOOLS = ("causal", "use_bias", "tie_embeddings", "deterministic", "decode")
@@ -55,6 +56,9 @@ class ModelConfig:
     param_dtype: str = "float32"
     # PyTorch's nn.Embedding draws N(0, 1); GPT-style LMs want a small std.
     embed_init_std: float = 0.02
+    # "block": each block's activations are recomputed in the backward pass instead of kept,
+    # so long sequences fit (about a third more compute).
+    remat: str = "none"
     # True: no dropout (eval, decode). Training uses cfg.replace(deterministic=False).
     deterministic: bool = True
     # True: attention keeps a cache in the "cache" collection, filled by one prefill call and

@@ -99,8 +99,9 @@ def encode(module: nn.Module, cfg: ModelConfig, tokens_BL, padding_mask_BL):
     x_BLE = tokens_BLE + pos_BLE.astype(cfg.compute_dtype)
     x_BLE = nn.Dropout(cfg.dropout)(x_BLE, deterministic=cfg.deterministic)
     shared = layer_shared_module(cfg)
+    block = nn.remat(Block) if cfg.remat == "block" else Block
     for i in range(cfg.n_layers):
-        x_BLE = Block(cfg, shared, name=f"block_{i}")(x_BLE, padding_mask_BL, lengths_B)
+        x_BLE = block(cfg, shared, name=f"block_{i}")(x_BLE, padding_mask_BL, lengths_B)
     return make_norm(cfg, "final_norm")(x_BLE), token_embed
 
 

@@ -1,5 +1,7 @@
-"""GPU-only checks of the cuDNN flash-attention path (run on a GPU machine:
-`python -m pytest tests/test_gpu.py`); CI has no GPU and does not select them."""
+"""GPU-only checks of the fast paths (run on a GPU machine: `python -m pytest tests/test_gpu.py`);
+CI has no GPU and skips them. Each fast path must compute the same function as its plain
+einsum form: forward and gradients on fresh random inputs, at bf16 tolerance, relative
+to the largest entry; the causal ones must be bit-exact causal."""
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -7,50 +9,144 @@ import pytest
 
 from configs.abc_sort import get_config
 from lowrank_jax import GPT, ModelConfig
+from lowrank_jax.attention import attention_path, linformer
+from lowrank_jax.model import Classifier
 from train.loop import train_and_evaluate
 
 pytestmark = pytest.mark.skipif(jax.default_backend() != "gpu", reason="needs a GPU")
 
+# bf16 rounding of activations through two layers, relative to the largest entry.
+TOLERANCE = 0.03
 
-def flash_config(dtype):
-    return ModelConfig(vocab_size=512, max_len=1024, d_model=512, n_layers=2, n_heads=8, d_ff=1024,
-                       dtype=dtype)
-
-
-@pytest.mark.parametrize("dtype", ["bfloat16", "float16"])
-def test_half_precision_standard_attention_runs_cudnn_and_matches_xla(dtype):
-    cfg = flash_config(dtype)
-    tokens = jax.random.randint(jax.random.key(0), (4, 1024), 0, cfg.vocab_size)
-    model = GPT(cfg)
-    params = model.init(jax.random.key(1), tokens)["params"]
-    flash = jax.jit(lambda p, t: model.apply({"params": p}, t))
-    assert "cudnn$fmha" in flash.lower(params, tokens).compile().as_text().lower()
-    # Asking for the attention weights takes the XLA path, which materialises them.
-    xla = jax.jit(lambda p, t: model.apply({"params": p}, t, mutable=["intermediates"])[0])
-    assert "cudnn$fmha" not in xla.lower(params, tokens).compile().as_text().lower()
-    exact = GPT(cfg.replace(dtype="float32")).apply({"params": params}, tokens)
-    scale = float(jnp.abs(exact).max())
-    np.testing.assert_allclose(flash(params, tokens), xla(params, tokens), atol=0.03 * scale)
-    np.testing.assert_allclose(flash(params, tokens), exact, atol=0.03 * scale)
+CASES = {  # name -> (ModelConfig overrides, input length)
+    "standard": (dict(attention="standard"), 1024),
+    "deep_qkv": (dict(attention="deep_qkv"), 1024),
+    "lowrank_qk": (dict(attention="lowrank_qk", attention_kwargs={"r": 16}), 1024),
+    "linformer causal": (dict(attention="linformer",
+                              attention_kwargs={"block_size": 64, "block_slots": 8}), 1024),
+    # The last block is partial: the fast path pads it.
+    "linformer causal, partial block": (dict(attention="linformer", attention_kwargs={
+        "block_size": 128, "block_slots": 16, "sharing": "none"}), 1000),
+    "linformer bidirectional": (dict(attention="linformer", causal=False,
+                                     attention_kwargs={"k": 128}), 1024),
+}
 
 
-def test_cudnn_gradients_match_xla():
-    cfg = flash_config("bfloat16")
-    tokens = jax.random.randint(jax.random.key(0), (2, 512), 0, cfg.vocab_size)
-    model = GPT(cfg)
-    params = model.init(jax.random.key(1), tokens)["params"]
+def model_config(dtype="bfloat16", **overrides):
+    base = dict(vocab_size=512, max_len=1024, d_model=512, n_layers=2, n_heads=8, d_ff=1024,
+                dtype=dtype)
+    return ModelConfig(**{**base, **overrides})
 
-    def loss(p, mutable):
-        out = model.apply({"params": p}, tokens, mutable=["intermediates"] if mutable else False)
-        logits = out[0] if mutable else out
-        return jnp.mean(jax.nn.log_softmax(logits)[..., 0])
 
-    g_flash = jax.jit(jax.grad(lambda p: loss(p, False)))(params)
-    g_xla = jax.jit(jax.grad(lambda p: loss(p, True)))(params)
-    # Relative to the largest gradient: some leaves (key biases) have true gradient 0 and hold noise.
-    scale = max(float(jnp.abs(g).max()) for g in jax.tree.leaves(g_xla))
-    for a, b in zip(jax.tree.leaves(g_flash), jax.tree.leaves(g_xla)):
-        np.testing.assert_allclose(a, b, atol=0.02 * scale)
+def assert_close(fast, plain, tolerance=TOLERANCE):
+    scale = float(jnp.abs(plain).max())
+    np.testing.assert_allclose(np.asarray(fast, np.float32), np.asarray(plain, np.float32),
+                               atol=tolerance * scale)
+
+
+def model_and_inputs(cfg, length, seed, padded=False):
+    keys = jax.random.split(jax.random.key(seed), 3)
+    tokens = jax.random.randint(keys[0], (4, length), 0, cfg.vocab_size)
+    mask = None
+    if padded:  # random holes, a padded tail, and one row without padding
+        mask = jax.random.uniform(keys[1], (4, length)) > 0.2
+        mask = mask.at[1, length // 2:].set(False).at[2].set(True)
+    model = GPT(cfg) if cfg.causal else Classifier(cfg, num_classes=10)
+    params = model.init(keys[2], tokens, mask)["params"]
+    return model, params, tokens, mask
+
+
+def fast_and_plain(model, params, tokens, mask):
+    """Outputs of the fast path and of the plain one (asking for the weights takes it)."""
+    fast = jax.jit(lambda p: model.apply({"params": p}, tokens, mask))
+    plain = jax.jit(lambda p: model.apply({"params": p}, tokens, mask,
+                                          mutable=["intermediates"])[0])
+    return fast, plain
+
+
+def runs_a_kernel(fn, params) -> bool:
+    """cuDNN's fused attention in the compiled program, or our Pallas kernel in the jaxpr."""
+    return ("cudnn$fmha" in fn.lower(params).compile().as_text().lower()
+            or "pallas_call" in str(jax.make_jaxpr(fn)(params)))
+
+
+@pytest.mark.parametrize("name", CASES)
+@pytest.mark.parametrize("padded", [False, True])
+def test_fast_path_equals_plain_form(name, padded):
+    overrides, length = CASES[name]
+    cfg = model_config(**overrides)
+    # cuDNN masks only by lengths, so padded token variants take the plain form.
+    expected = "plain" if padded and cfg.attention != "linformer" else "fast"
+    assert attention_path(cfg, padded) == expected
+    model, params, tokens, mask = model_and_inputs(cfg, length, seed=len(name), padded=padded)
+    fast, plain = fast_and_plain(model, params, tokens, mask)
+    assert runs_a_kernel(fast, params) == (expected == "fast")
+    assert not runs_a_kernel(plain, params)
+    assert_close(fast(params), plain(params))
+    exact = (GPT if cfg.causal else lambda c: Classifier(c, 10))(cfg.replace(dtype="float32"))
+    assert_close(fast(params), exact.apply({"params": params}, tokens, mask))
+
+    def loss(p, weights):
+        out = model.apply({"params": p}, tokens, mask, mutable=["intermediates"] if weights
+                          else False)
+        out = out[0] if weights else out
+        return jnp.mean(jax.nn.log_softmax(out)[..., 0])
+
+    g_fast = jax.jit(jax.grad(lambda p: loss(p, False)))(params)
+    g_plain = jax.jit(jax.grad(lambda p: loss(p, True)))(params)
+    # Relative to the largest gradient: some leaves (key biases) have true gradient 0.
+    scale = max(float(jnp.abs(g).max()) for g in jax.tree.leaves(g_plain))
+    for a, b in zip(jax.tree.leaves(g_fast), jax.tree.leaves(g_plain), strict=True):
+        np.testing.assert_allclose(np.asarray(a, np.float32), np.asarray(b, np.float32),
+                                   atol=0.02 * scale)
+
+
+@pytest.mark.parametrize("name", [n for n in CASES if "bidirectional" not in n])
+def test_fast_path_is_causal_bit_for_bit(name):
+    overrides, length = CASES[name]
+    cfg = model_config(**overrides)
+    model, params, tokens, _ = model_and_inputs(cfg, length, seed=7)
+    apply = jax.jit(lambda t: model.apply({"params": params}, t))
+    rng = np.random.default_rng(0)
+    for cut in (1, 63, 64, 65, 129, 500, length - 1):
+        future = rng.integers(0, cfg.vocab_size, tokens[:, cut:].shape)
+        changed = tokens.at[:, cut:].set(jnp.asarray(future, tokens.dtype))
+        np.testing.assert_array_equal(apply(tokens)[:, :cut], apply(changed)[:, :cut])
+
+
+@pytest.mark.parametrize("block_size,slots,length", [(128, 8, 4096), (64, 16, 2048),
+                                                     (256, 4, 2048), (48, 6, 960)])
+def test_kernel_matches_float32_reference(block_size, slots, length):
+    """The kernel alone against the einsum form in float32, values and every gradient."""
+    keys = jax.random.split(jax.random.key(block_size + slots), 7)
+    B, H, D = 2, 4, 64
+    q, k, v = (jax.random.normal(kk, (B, length, H, D), jnp.bfloat16) for kk in keys[:3])
+    E, F = (jax.random.uniform(kk, (length, slots), jnp.bfloat16, -0.1, 0.1) for kk in keys[3:5])
+    real = jax.random.uniform(keys[5], (B, length)) > 0.1
+    cotangent = jax.random.normal(keys[6], (B, length, H, D), jnp.float32)
+    scale = D ** -0.5
+
+    def zeroed(x):   # the plain form hides padded keys this way before the projection
+        return x * real[:, :, None, None].astype(x.dtype)
+
+    def fast(q, k, v, E, F):
+        return linformer.causal_attention_fast(q, zeroed(k), zeroed(v), E, F, block_size,
+                                               slots, scale, real)
+
+    def plain(q, k, v, E, F):
+        up = [x.astype(jnp.float32) for x in (q, zeroed(k), zeroed(v), E, F)]
+        return linformer.causal_attention(*up, block_size, slots, scale, real)[0]
+
+    args = (q, k, v, E, F)
+    out_fast, vjp_fast = jax.vjp(fast, *args)
+    out_plain, vjp_plain = jax.vjp(plain, *args)
+    rel = float(jnp.linalg.norm(out_fast.astype(jnp.float32) - out_plain)
+                / jnp.linalg.norm(out_plain))
+    assert rel < 1e-2, rel
+    for name, a, b in zip("q k v E F".split(), vjp_fast(cotangent.astype(out_fast.dtype)),
+                          vjp_plain(cotangent), strict=True):
+        rel = float(jnp.linalg.norm(a.astype(jnp.float32) - b) / jnp.linalg.norm(b))
+        assert rel < 2e-2, (name, rel)
 
 
 def test_bf16_standard_training_on_gpu(tmp_path):

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from lowrank_jax import GPT, ConfigError, ModelConfig, count_parameters, parameter_groups
-from lowrank_jax.attention.standard import can_use_cudnn
+from lowrank_jax.attention import core
 
 from conftest import small_config
 
@@ -78,9 +78,9 @@ def test_sequence_longer_than_max_len_is_refused():
 
 
 def test_cudnn_path_only_for_gpu_half_precision():
-    assert not can_use_cudnn(jnp.float32, 64)  # any backend: flash attention needs bf16/fp16
+    assert not core.fast_hardware(jnp.float32)  # any backend: flash attention needs bf16/fp16
     if jax.default_backend() != "gpu":
-        assert not can_use_cudnn(jnp.bfloat16, 64)
+        assert not core.fast_hardware(jnp.bfloat16)
 
 
 def test_trace_labels_tokens_or_numbers_the_columns_of_compressed_variants():

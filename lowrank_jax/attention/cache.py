@@ -69,15 +69,18 @@ def kv_cached_attention(module: nn.Module, attend: Attend, q_BLHD, k_BLHD, v_BLH
     return out_BLHD
 
 
-def attention_over_tokens(module: nn.Module, q_BLHD, k_BLHD, v_BLHD, padding_mask_BL, lengths_B,
-                          attend: Attend | None = None) -> jax.Array:
-    """The attention of a variant that attends to every earlier token: `attend` (default:
-    masked softmax attention, 1/sqrt(d_head) scale) in a forward pass, or through the K/V
-    cache in decode mode."""
+def attention_over_tokens(module: nn.Module, q_BLHD, k_BLHD, v_BLHD, padding_mask_BL,
+                          lengths_B) -> jax.Array:
+    """The attention of a variant that attends to every earlier token (1/sqrt(d_head) scale):
+    cuDNN flash attention where core.token_fast_path allows and the weights are not asked
+    for, else masked softmax attention; through the K/V cache in decode mode."""
     cfg = module.cfg
     scale = cfg.d_head ** -0.5
-    attend = attend or functools.partial(core.self_attention, module, causal=cfg.causal,
-                                         padding_mask_BL=padding_mask_BL, scale=scale)
+    if core.token_fast_path(cfg, padding_mask_BL is not None) and not core.wants_weights(module):
+        attend = functools.partial(core.cudnn_attention, causal=cfg.causal, scale=scale)
+    else:
+        attend = functools.partial(core.self_attention, module, causal=cfg.causal,
+                                   padding_mask_BL=padding_mask_BL, scale=scale)
     if cfg.decode:
         return kv_cached_attention(module, attend, q_BLHD, k_BLHD, v_BLHD, lengths_B, scale)
     return attend(q_BLHD, k_BLHD, v_BLHD)

@@ -58,6 +58,36 @@ def output_projection(cfg, use_bias: bool, kernel_init=torch_linear_init) -> nn.
                            param_dtype=cfg.params_dtype, name="out")
 
 
+HALF_DTYPES = (jnp.bfloat16, jnp.float16)
+
+
+def fast_hardware(dtype, backend: str | None = None) -> bool:
+    """Fast paths (cuDNN flash attention, the Pallas kernel) run on a GPU in bf16/fp16;
+    elsewhere, and in float32, every variant takes its plain einsum form."""
+    return (backend or jax.default_backend()) == "gpu" and dtype in HALF_DTYPES
+
+
+def cudnn_head_fits(width: int) -> bool:
+    """cuDNN's fused kernel takes head widths that are multiples of 8, up to 128."""
+    return width % 8 == 0 and width <= 128
+
+
+def token_fast_path(cfg, padded: bool, backend: str | None = None) -> bool:
+    """Whether a variant that attends to every earlier token (standard, deep_qkv, lowrank_qk)
+    runs cuDNN: half precision on a GPU and no padding mask (cuDNN masks only by lengths)."""
+    return fast_hardware(cfg.compute_dtype, backend) and cudnn_head_fits(cfg.d_head) and not padded
+
+
+def cudnn_attention(q_BLHK, k_BSHK, v_BSHD, *, causal: bool, scale: float) -> jax.Array:
+    """Flash attention through cuDNN. Queries and keys narrower than the values (lowrank_qk's
+    r) are zero-padded to the values' width: the extra columns add 0 to every score."""
+    pad = v_BSHD.shape[-1] - q_BLHK.shape[-1]
+    if pad:
+        q_BLHK, k_BSHK = (jnp.pad(x, ((0, 0), (0, 0), (0, 0), (0, pad))) for x in (q_BLHK, k_BSHK))
+    return jax.nn.dot_product_attention(q_BLHK, k_BSHK, v_BSHD, scale=scale, is_causal=causal,
+                                        implementation="cudnn")
+
+
 def at_least_float32(dtype):
     return jnp.promote_types(dtype, jnp.float32)
 

@@ -4,7 +4,8 @@ For head h and each of Q, K, V:
     W[h] = softmax(A[h] @ B[h] / temp, axis=-1)            (E x D, rows sum to 1)
     W[h] = base[h] * W[h]   unless strict                  (elementwise gate of a free weight)
 with A[h] (E x r), B[h] (r x D). Scores are q k^T / sqrt(D) with a causal mask;
-the output projection is E x E. There are no biases in this module.
+the output projection is E x E. There are no biases in this module. Once the weights
+are made it is plain softmax attention, so it takes standard attention's cuDNN path.
 """
 from __future__ import annotations
 
@@ -40,6 +41,7 @@ class DeepQKVAttention(nn.Module):
     cfg: "ModelConfig"
 
     DEFAULTS: ClassVar[dict] = {"rank": 3, "temp": 1.0, "strict": False}
+    fast_path = staticmethod(core.token_fast_path)
 
     @staticmethod
     def resolve(cfg: "ModelConfig", kwargs: dict) -> dict:

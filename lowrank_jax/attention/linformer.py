@@ -14,6 +14,11 @@ i reaches i. There are k = (max_len / b) * c slots in all.
 Sharing (as in the paper and fairseq): "none", one E and F per head; "headwise", one
 E and F per layer for all heads; "kv", E = F per layer; "layerwise", one E (= F) for
 every layer and head, owned by the GPT and passed in as `shared`.
+
+Fast paths (a GPU, bf16/fp16, weights not asked for): the bidirectional form compresses,
+then runs cuDNN flash attention over the k slots; the causal form runs the fused Pallas
+kernel of linformer_kernel.py, which never builds the (B, H, L, k + b) scores. Both take
+padding masks, and both compute the same function as the einsum forms below.
 """
 from __future__ import annotations
 
@@ -25,7 +30,7 @@ import jax
 import jax.numpy as jnp
 from flax import linen as nn
 
-from lowrank_jax.attention import cache, core
+from lowrank_jax.attention import cache, core, linformer_kernel
 from lowrank_jax.validation import check_choice, is_int, require
 
 if TYPE_CHECKING:
@@ -109,12 +114,23 @@ def compress(x_BLHD, P):
     return jnp.einsum("blhd,hlk->bkhd", x_BLHD, P)
 
 
+def compress_sequence(k_BLHD, v_BLHD, E, F):
+    """(E^T K, F^T V) with E and F sliced to the input length: (B, k, H, D) each."""
+    length = k_BLHD.shape[1]
+    return compress(k_BLHD, E[..., :length, :]), compress(v_BLHD, F[..., :length, :])
+
+
 def bidirectional_attention(q_BLHD, k_BLHD, v_BLHD, E, F, scale):
-    length = q_BLHD.shape[1]
-    k_BKHD = compress(k_BLHD, E[..., :length, :])
-    v_BKHD = compress(v_BLHD, F[..., :length, :])
-    every_slot_LK = jnp.ones((length, k_BKHD.shape[1]), bool)
+    """Returns (out_BLHD, probs_BHLK)."""
+    k_BKHD, v_BKHD = compress_sequence(k_BLHD, v_BLHD, E, F)
+    every_slot_LK = jnp.ones((q_BLHD.shape[1], k_BKHD.shape[1]), bool)
     return core.softmax_attention(q_BLHD, k_BKHD, v_BKHD, every_slot_LK, scale)
+
+
+def bidirectional_attention_fast(q_BLHD, k_BLHD, v_BLHD, E, F, scale):
+    """bidirectional_attention's output through cuDNN: the k slots are just a shorter key axis."""
+    k_BKHD, v_BKHD = compress_sequence(k_BLHD, v_BLHD, E, F)
+    return core.cudnn_attention(q_BLHD, k_BKHD, v_BKHD, causal=False, scale=scale)
 
 
 def to_blocks(x_BLHD, block_size: int):
@@ -163,6 +179,23 @@ def causal_attention(q_BLHD, k_BLHD, v_BLHD, E, F, block_size: int, slots: int, 
     return out_BLHD, probs_BHLM
 
 
+def causal_attention_fast(q_BLHD, k_BLHD, v_BLHD, E, F, block_size: int, slots: int, scale,
+                          padding_mask_BL=None, interpret: bool = False):
+    """causal_attention's output through the fused kernel (linformer_kernel.py); the
+    sequence is padded to whole blocks, in the future of every real query."""
+    length = q_BLHD.shape[1]
+    padded = -(-length // block_size) * block_size
+    q_BLHD, k_BLHD, v_BLHD = (cache.pad_rows(x, padded) for x in (q_BLHD, k_BLHD, v_BLHD))
+    k_BMHD = compress_blocks(to_blocks(k_BLHD, block_size), E)
+    v_BMHD = compress_blocks(to_blocks(v_BLHD, block_size), F)
+    real_BL = (None if padding_mask_BL is None
+               else jnp.pad(padding_mask_BL, ((0, 0), (0, padded - length))))
+    out_BLHD = linformer_kernel.causal_linformer_attention(
+        q_BLHD, k_BLHD, v_BLHD, k_BMHD, v_BMHD, block_size=block_size, slots=slots, scale=scale,
+        real_BL=real_BL, interpret=interpret)
+    return out_BLHD[:, :length]
+
+
 def finished_slots(x_BLHD, P, lengths_B, block_size: int, total_slots: int):
     """The prefill's slots: E_j^T x_j for each block j that a row has finished, zeros for the
     rest; (B, total_slots, H, D)."""
@@ -204,6 +237,16 @@ class LinformerAttention(nn.Module):
     # causal None follows the model: a causal LM gets the causal Linformer, an encoder not.
     DEFAULTS: ClassVar[dict] = {"k": None, "causal": None, "sharing": "headwise",
                                 "block_size": None, "block_slots": None}
+
+    @staticmethod
+    def fast_path(cfg: "ModelConfig", padded: bool, backend: str | None = None) -> bool:
+        """Half precision on a GPU, and a shape the kernel (causal) or cuDNN (bidirectional)
+        takes; padding masks are handled on either path."""
+        del padded
+        kw = cfg.attention_kwargs
+        fits = (linformer_kernel.supports(kw["block_size"], cfg.d_head) if kw["causal"]
+                else core.cudnn_head_fits(cfg.d_head))
+        return core.fast_hardware(cfg.compute_dtype, backend) and fits
 
     @staticmethod
     def resolve(cfg: "ModelConfig", kwargs: dict) -> dict:
@@ -286,8 +329,15 @@ class LinformerAttention(nn.Module):
             k_BLHD, v_BLHD = k_BLHD * keep_BL11, v_BLHD * keep_BL11
         E, F = (P.astype(cfg.compute_dtype) for P in self.projections())
         scale = cfg.d_head ** -0.5
+        fast = (self.fast_path(cfg, padding_mask_BL is not None)
+                and not core.wants_weights(self))
 
         def attend(q_BLHD, k_BLHD, v_BLHD):
+            if fast and kw["causal"]:
+                return causal_attention_fast(q_BLHD, k_BLHD, v_BLHD, E, F, kw["block_size"],
+                                             kw["block_slots"], scale, padding_mask_BL)
+            if fast:
+                return bidirectional_attention_fast(q_BLHD, k_BLHD, v_BLHD, E, F, scale)
             if kw["causal"]:
                 out_BLHD, probs = causal_attention(q_BLHD, k_BLHD, v_BLHD, E, F, kw["block_size"],
                                                    kw["block_slots"], scale, padding_mask_BL)

@@ -5,7 +5,9 @@
 U is learnable, shared by every head, and starts orthonormal. U is folded into the
 projections (x (W_q,h U)), so the score matmul and the key cache are r wide instead
 of d_k; the function is the same. The scores are still an L x L matrix: the cost is
-O(L^2 r), not the O(L r) the seed states.
+O(L^2 r), not the O(L r) the seed states. On a GPU in bf16/fp16 the scores never exist
+either: Q' and K' are zero-padded to V's width and go through cuDNN flash attention
+(core.cudnn_attention), which gives the same scores.
 """
 from __future__ import annotations
 
@@ -26,6 +28,7 @@ class LowRankQKAttention(nn.Module):
     cfg: "ModelConfig"
 
     DEFAULTS: ClassVar[dict] = {"r": None}
+    fast_path = staticmethod(core.token_fast_path)
 
     @staticmethod
     def resolve(cfg: "ModelConfig", kwargs: dict) -> dict:

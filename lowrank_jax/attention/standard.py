@@ -1,9 +1,9 @@
 """Standard multi-head softmax attention (causal unless the model is an encoder).
 
 On GPU with bf16/fp16 compute it runs cuDNN flash attention through
-`jax.nn.dot_product_attention`; elsewhere, with a padding mask, and whenever the caller
-asks for the attention weights (which flash attention never materialises), the XLA
-einsum path.
+`jax.nn.dot_product_attention` (core.token_fast_path); elsewhere, with a padding mask, and
+whenever the caller asks for the attention weights (which flash attention never
+materialises), the XLA einsum path.
 """
 from __future__ import annotations
 
@@ -11,7 +11,6 @@ from typing import TYPE_CHECKING, ClassVar
 
 import chex
 import jax
-import jax.numpy as jnp
 from flax import linen as nn
 
 from lowrank_jax.attention import cache, core
@@ -19,19 +18,11 @@ from lowrank_jax.attention import cache, core
 if TYPE_CHECKING:
     from lowrank_jax.config import ModelConfig
 
-FLASH_DTYPES = (jnp.bfloat16, jnp.float16)
-
-
-def can_use_cudnn(dtype, d_head: int) -> bool:
-    """cuDNN's fused kernel needs a GPU, half precision and a head width that is a multiple of 8."""
-    return (jax.default_backend() == "gpu" and dtype in FLASH_DTYPES
-            and d_head % 8 == 0 and d_head <= 128)
-
-
 class StandardAttention(nn.Module):
     cfg: "ModelConfig"
 
     DEFAULTS: ClassVar[dict] = {}
+    fast_path = staticmethod(core.token_fast_path)
 
     @staticmethod
     def resolve(cfg: "ModelConfig", kwargs: dict) -> dict:
@@ -46,13 +37,6 @@ class StandardAttention(nn.Module):
         chex.assert_rank(x_BLE, 3)
         q_BLHD, k_BLHD, v_BLHD = (core.HeadProjection(cfg, name=n)(x_BLE)
                                   for n in ("query", "key", "value"))
-        flash = (can_use_cudnn(cfg.compute_dtype, cfg.d_head) and padding_mask_BL is None
-                 and not core.wants_weights(self))
-
-        def flash_attend(q_BLHD, k_BLHD, v_BLHD):
-            return jax.nn.dot_product_attention(q_BLHD, k_BLHD, v_BLHD, is_causal=cfg.causal,
-                                                implementation="cudnn")
-
         out_BLHD = cache.attention_over_tokens(self, q_BLHD, k_BLHD, v_BLHD, padding_mask_BL,
-                                               lengths_B, flash_attend if flash else None)
+                                               lengths_B)
         return core.output_projection(cfg, cfg.use_bias)(out_BLHD)
