@@ -1,4 +1,12 @@
-"""python -m train.bench {abc-sort,abc-variants,lm-variants,decode} [--repeats N] [--seeds S ...] [--size local|full] [--steps N] [--keep DIR] [--out benchmarks]
+"""python -m train.bench {attention,step,memory,abc-sort,abc-variants,lm-variants,decode} [--out DIR] [options]
+
+attention: forward + backward of every variant's attention core on the GPU at 65,536
+tokens per step (16 heads of 64, bf16), its fast path, its plain form and cuDNN flash
+attention in one process: ms, TFLOP/s of useful work, ratio to cuDNN.
+step: the GPT-2-small-shape train step with each variant at L 1024 x 16, 8192 x 2 and
+32768 x 1 (remat per block): tokens/s, MFU, ratio to standard, and where the time goes.
+memory: peak device memory of that step at batch 1 from 4K tokens up to the longest
+length that fits.
 
 abc-sort: times `python -m train`'s default run (the seed-001 ABC sorter, 15000 steps)
 on this machine: compile time, training wall time, steps per second, and whether it
@@ -10,7 +18,8 @@ with the same steps and batch: parameters, validation loss and bits per byte, sp
 decode: generation speed of each lm_<variant> model (GPU-sized, random weights, bf16 on
 a GPU) with and without the decode cache, at several numbers of new tokens, and the
 size of each variant's cache.
-Each writes JSON and a markdown table to --out.
+Each writes JSON and a markdown table (the GPU ones also a PNG) to --out, by default a
+fresh folder under runs/, never over the committed results in benchmarks/.
 """
 from __future__ import annotations
 
@@ -261,18 +270,61 @@ def markdown(result: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def gpu_benchmark(name: str, args) -> tuple[dict, str]:
+    """attention, step or memory: (result with the machine and command, markdown)."""
+    from train import perf, perf_report
+
+    if name == "attention":
+        lengths = args.lengths or perf.ATTENTION_LENGTHS
+        result = perf.bench_attention(lengths, args.tokens)
+        options = (f" --lengths {' '.join(map(str, lengths))}" if args.lengths else "") + (
+            f" --tokens {args.tokens}" if args.tokens != perf.TOKENS else "")
+    else:
+        variants = tuple(label for label, (attention, _) in perf.STEP_VARIANTS.items()
+                         if not args.variants or attention in args.variants)
+        options = (f" --lengths {' '.join(map(str, args.lengths))}" if args.lengths else "") + (
+            f" --variants {' '.join(args.variants)}" if args.variants else "")
+        if name == "step":
+            shapes = tuple(s for s in perf.STEP_SHAPES if not args.lengths or s[0] in args.lengths)
+            result = perf.bench_step(shapes, variants)
+        else:
+            result = perf.bench_memory(args.lengths or perf.MEMORY_LENGTHS, variants)
+    result = {**result, "benchmark": f"{name}_{perf.device_tag()}",
+              "command": f"{PROGRAM} {name}{options} --out benchmarks", "machine": perf.machine()}
+    markdown_of, png_of = perf_report.REPORTS[name]
+    result["png"] = png_of
+    return result, markdown_of(result)
+
+
+def fresh_run_folder() -> str:
+    return os.path.join("runs", time.strftime("bench-%Y%m%d-%H%M%S"))
+
+
 def main(argv: list[str]) -> None:
     parser = argparse.ArgumentParser(prog=PROGRAM, description=__doc__.splitlines()[0])
-    parser.add_argument("benchmark", choices=["abc-sort", "abc-variants", "lm-variants", "decode"])
+    parser.add_argument("benchmark", choices=["attention", "step", "memory", "abc-sort",
+                                              "abc-variants", "lm-variants", "decode"])
+    parser.add_argument("--lengths", type=int, nargs="+", default=None,
+                        help="attention, step, memory: sequence lengths (default: the committed set)")
+    parser.add_argument("--variants", nargs="+", default=None,
+                        choices=["standard", "deep_qkv", "lowrank_qk", "linformer"],
+                        help="step, memory: the variants to run (default: all)")
+    parser.add_argument("--tokens", type=int, default=65536,
+                        help="attention: tokens per step (batch = tokens / L)")
     parser.add_argument("--size", choices=["local", "full"], default="local")
     parser.add_argument("--steps", type=int, default=None, help="lm-variants: steps per run")
     parser.add_argument("--keep", default=None, help="lm-variants: keep each run's workdir here")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--seeds", type=int, nargs="+", default=[42, 0, 1])
-    parser.add_argument("--out", default="benchmarks")
+    parser.add_argument("--out", default=None,
+                        help="folder for the results (default: a fresh folder under runs/)")
     args = parser.parse_args(argv[1:])
+    png = None
     with exit_on_user_error(PROGRAM):
-        if args.benchmark == "abc-sort":
+        if args.benchmark in ("attention", "step", "memory"):
+            result, text = gpu_benchmark(args.benchmark, args)
+            png = result.pop("png")
+        elif args.benchmark == "abc-sort":
             result, text = bench_abc_sort(args.repeats), None
         elif args.benchmark == "abc-variants":
             result = bench_abc_variants(args.seeds)
@@ -283,14 +335,18 @@ def main(argv: list[str]) -> None:
         else:
             result = bench_decode()
             text = decode_markdown(result)
-    os.makedirs(args.out, exist_ok=True)
-    stem = os.path.join(args.out, result["benchmark"])
+    out = args.out or fresh_run_folder()
+    os.makedirs(out, exist_ok=True)
+    stem = os.path.join(out, result["benchmark"])
     with open(stem + ".json", "w") as f:
         json.dump(result, f, indent=2)
     text = text or markdown(result)
     with open(stem + ".md", "w") as f:
         f.write(text)
+    if png:
+        png(result, stem + ".png")
     print(text)
+    print(f"written: {stem}.json, .md" + (", .png" if png else ""))
 
 
 if __name__ == "__main__":

@@ -1,0 +1,175 @@
+"""The GPU fast paths on a CPU: which path each config takes, the causal Linformer's Pallas
+kernel (interpreted) against the einsum form, rematerialisation, and the GPU benchmark
+plumbing. tests/test_gpu.py checks the same paths compiled on a GPU."""
+import json
+import re
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from lowrank_jax import GPT, ConfigError
+from lowrank_jax.attention import attention_path, linformer
+
+from conftest import small_config
+
+EXAMPLES = {  # variant -> attention_kwargs of a config the fast path takes
+    "standard": {},
+    "deep_qkv": {},
+    "lowrank_qk": {"r": 4},
+    "linformer": {"block_size": 16, "block_slots": 4},
+}
+
+
+def gpu_sized(attention, kwargs, **changes):
+    base = dict(attention=attention, attention_kwargs=kwargs, d_model=64, n_heads=4,
+                max_len=64, dtype="bfloat16")
+    return small_config(**{**base, **changes})
+
+
+@pytest.mark.parametrize("attention", EXAMPLES)
+def test_fast_path_only_on_a_gpu_in_half_precision(attention):
+    cfg = gpu_sized(attention, EXAMPLES[attention])
+    assert attention_path(cfg, backend="gpu") == "fast"
+    assert attention_path(cfg.replace(dtype="float16"), backend="gpu") == "fast"
+    assert attention_path(cfg.replace(dtype="float32"), backend="gpu") == "plain"
+    assert attention_path(cfg, backend="cpu") == "plain"
+    assert attention_path(cfg) == ("fast" if jax.default_backend() == "gpu" else "plain")
+
+
+@pytest.mark.parametrize("attention", EXAMPLES)
+def test_padding_masks_keep_the_fast_path_only_where_it_handles_them(attention):
+    cfg = gpu_sized(attention, EXAMPLES[attention])
+    # cuDNN masks by lengths only; the Linformer hides padding itself on both paths.
+    expected = "fast" if attention == "linformer" else "plain"
+    assert attention_path(cfg, padded=True, backend="gpu") == expected
+    encoder = gpu_sized("linformer", {"k": 16}, causal=False)
+    assert attention_path(encoder, padded=True, backend="gpu") == "fast"
+
+
+@pytest.mark.parametrize("changes,expected", [
+    (dict(attention_kwargs={"block_size": 8, "block_slots": 2}), "plain"),   # block < 16
+    (dict(attention_kwargs={"block_size": 16, "block_slots": 4}, d_model=96), "plain"),  # D 24
+    (dict(attention_kwargs={"block_size": 32, "block_slots": 4}), "fast"),
+    (dict(attention_kwargs={"block_size": 48, "block_slots": 3}, max_len=96), "fast"),
+])
+def test_causal_linformer_fast_path_needs_a_shape_the_kernel_takes(changes, expected):
+    cfg = gpu_sized("linformer", {}, **changes)
+    assert attention_path(cfg, backend="gpu") == expected
+
+
+def test_cudnn_takes_head_widths_that_are_multiples_of_eight_up_to_128():
+    for d_model, heads, expected in ((96, 4, "fast"), (80, 8, "plain"), (272, 2, "plain")):
+        cfg = gpu_sized("standard", {}, d_model=d_model, n_heads=heads)
+        assert attention_path(cfg, backend="gpu") == expected, (d_model, heads)
+
+
+KERNEL_CASES = [  # block, slots, length, heads of their own E (sharing none), padded
+    (16, 4, 64, False, False),
+    (32, 2, 80, True, True),     # the last block partial, per-head E, padding
+    (16, 16, 48, False, True),   # every key of a block kept as a slot
+    (48, 3, 96, False, False),   # a query tile (16) smaller than the block
+]
+
+
+@pytest.mark.parametrize("block,slots,length,per_head,padded", KERNEL_CASES)
+def test_causal_kernel_equals_the_einsum_form(block, slots, length, per_head, padded):
+    """Interpreted on the CPU, in float32: values and the gradients of q, k, v, E and F."""
+    B, H, D = 2, 2, 16
+    keys = jax.random.split(jax.random.key(block * length), 7)
+    q, k, v = (jax.random.normal(kk, (B, length, H, D)) for kk in keys[:3])
+    rows = -(-length // block) * block
+    E, F = (jax.random.uniform(kk, ((H,) if per_head else ()) + (rows, slots), minval=-0.3,
+                               maxval=0.3) for kk in keys[3:5])
+    real = (jax.random.uniform(keys[5], (B, length)) > 0.3) if padded else None
+    cotangent = jax.random.normal(keys[6], (B, length, H, D))
+
+    def hide(x):  # what the module does to padded keys and values before either path
+        return x if real is None else x * real[:, :, None, None]
+
+    def fast(q, k, v, E, F):
+        return linformer.causal_attention_fast(q, hide(k), hide(v), E, F, block, slots,
+                                               D ** -0.5, real, interpret=True)
+
+    def plain(q, k, v, E, F):
+        return linformer.causal_attention(q, hide(k), hide(v), E, F, block, slots, D ** -0.5,
+                                          real)[0]
+
+    out_fast, vjp_fast = jax.vjp(fast, q, k, v, E, F)
+    out_plain, vjp_plain = jax.vjp(plain, q, k, v, E, F)
+    np.testing.assert_allclose(out_fast, out_plain, rtol=1e-5, atol=1e-5)
+    for a, b in zip(vjp_fast(cotangent), vjp_plain(cotangent), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4 * float(jnp.abs(b).max()))
+
+
+def test_causal_kernel_never_sees_the_future():
+    B, H, D, L, block = 1, 1, 16, 64, 16
+    keys = jax.random.split(jax.random.key(5), 4)
+    q, k, v = (jax.random.normal(kk, (B, L, H, D)) for kk in keys[:3])
+    E = jax.random.uniform(keys[3], (L, 4))
+
+    def attend(k, v):
+        return linformer.causal_attention_fast(q, k, v, E, E, block, 4, 0.25, interpret=True)
+
+    base = attend(k, v)
+    for cut in (1, 15, 16, 17, 40):
+        noise = jax.random.normal(jax.random.key(cut), (B, L - cut, H, D))
+        changed = attend(k.at[:, cut:].add(noise), v.at[:, cut:].add(noise))
+        np.testing.assert_array_equal(base[:, :cut], changed[:, :cut])
+        assert not np.allclose(base[:, cut:], changed[:, cut:])
+
+
+def test_remat_per_block_changes_nothing_but_memory():
+    cfg = small_config(attention="linformer", attention_kwargs={"block_size": 4,
+                                                                "block_slots": 2})
+    tokens = jax.random.randint(jax.random.key(0), (2, 16), 0, cfg.vocab_size)
+    params = GPT(cfg).init(jax.random.key(1), tokens)["params"]
+
+    def loss_and_grads(cfg):
+        loss = lambda p: jnp.mean(GPT(cfg).apply({"params": p}, tokens) ** 2)  # noqa: E731
+        return jax.jit(jax.value_and_grad(loss))(params)
+
+    plain, remat = loss_and_grads(cfg), loss_and_grads(cfg.replace(remat="block"))
+    for a, b in zip(jax.tree.leaves(plain), jax.tree.leaves(remat), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
+    def checkpoints(cfg):  # jax.checkpoint's primitive: remat2, or checkpoint in newer JAX
+        text = str(jax.make_jaxpr(lambda p: GPT(cfg).apply({"params": p}, tokens))(params))
+        return len(re.findall(r"\b(?:remat2|checkpoint)\[", text))
+
+    assert checkpoints(cfg.replace(remat="block")) == cfg.n_layers
+    assert checkpoints(cfg) == 0
+
+
+def test_remat_must_be_a_known_mode():
+    with pytest.raises(ConfigError, match=r"remat='layers' is not allowed.*'none', 'block'"):
+        small_config(remat="layers")
+
+
+def test_attention_benchmark_writes_json_markdown_and_png(tmp_path, capsys):
+    """On a CPU the cuDNN and kernel rows fail (no GPU) and say so; the plain ones are timed."""
+    from train import bench
+
+    bench.main(["bench", "attention", "--lengths", "32", "--tokens", "64",
+                "--out", str(tmp_path)])
+    stem = tmp_path / f"attention_{jax.devices()[0].device_kind.lower().split()[0]}"
+    result = json.loads(stem.with_suffix(".json").read_text())
+    assert stem.with_suffix(".md").exists() and stem.with_suffix(".png").stat().st_size > 0
+    assert {"device", "jax", "jaxlib", "cudnn", "date"} <= set(result["machine"])
+    assert result["command"].startswith("python -m train.bench attention --lengths 32")
+    rows = result["results"]
+    assert {r["variant"] for r in rows} >= {"standard", "lowrank_qk r=16",
+                                            "linformer causal b=128 c=8", "linformer k=256"}
+    for r in rows:
+        assert {"variant", "path", "L", "ms", "tflops"} <= set(r)
+        if r["path"] == "plain":
+            assert r["ms"] > 0 and r["tflops"] > 0
+        elif jax.default_backend() != "gpu":
+            assert r["ms"] is None and r["error"]
+    assert "written:" in capsys.readouterr().out
+
+
+def test_benchmarks_default_to_a_fresh_folder_under_runs():
+    from train.bench import fresh_run_folder
+
+    assert fresh_run_folder().startswith("runs/bench-")
