@@ -18,8 +18,7 @@ from lowrank_jax.analysis.softmax_lowrank import (
     synthetic_sweep,
     truncation_errors,
 )
-from tests.test_cli import run, tree_digest
-from tests.test_text import tiny_config
+from helpers import run, tiny_config, tree_digest
 from train.analyze import STAGE_NOTES, attention_of, main
 from train.errors import UserError
 from train.loop import train_and_evaluate

@@ -1,39 +1,9 @@
 """The entry points as a user runs them: bad input is one sentence, exit 2, nothing touched."""
-import hashlib
 import os
-import subprocess
-import sys
 
 import pytest
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-QUICK = ["--config.steps=4", "--config.warmup_steps=1", "--config.log_every=2",
-         "--config.eval_every=4", "--config.checkpoint_every=2", "--config.num_devices=1"]
-
-
-def run(module, *args, stdin=""):
-    env = {**os.environ, "PYTHONPATH": ROOT}
-    env.pop("XLA_FLAGS", None)  # as a user's shell: one device
-    return subprocess.run([sys.executable, "-m", module, *args], input=stdin, capture_output=True,
-                          text=True, cwd=ROOT, env=env, timeout=300)
-
-
-def assert_clean_error(result, message):
-    assert result.returncode == 2, result.stderr
-    assert "Traceback" not in result.stderr
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and message in lines[0], result.stderr
-
-
-def tree_digest(path):
-    digest = hashlib.sha256()
-    for folder, _, files in sorted(os.walk(path)):
-        for name in sorted(files):
-            full = os.path.join(folder, name)
-            digest.update(full.encode())
-            with open(full, "rb") as f:
-                digest.update(f.read())
-    return digest.hexdigest()
+from helpers import QUICK, assert_clean_error, run, tree_digest
 
 
 @pytest.fixture(scope="module")

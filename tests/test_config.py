@@ -1,4 +1,6 @@
 """Every bad-config path ends in one sentence naming the field, the value and what is allowed."""
+import dataclasses
+
 import pytest
 
 from lowrank_jax import ConfigError, ModelConfig
@@ -53,6 +55,6 @@ def test_defaults_are_filled_and_frozen():
     cfg = small_config(attention="deep_qkv", attention_kwargs={"rank": 2})
     assert dict(cfg.attention_kwargs) == {"rank": 2, "temp": 1.0, "strict": False}
     hash(cfg)  # usable as a static jit argument
-    with pytest.raises(Exception):
+    with pytest.raises(dataclasses.FrozenInstanceError, match="cannot assign to field 'd_model'"):
         cfg.d_model = 8
     assert ModelConfig.from_dict(cfg.to_dict()) == cfg

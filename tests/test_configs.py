@@ -14,6 +14,7 @@ from lowrank_jax.training.optim import make_optimizer
 from lowrank_jax.training.state import init_state
 from train.cli import load_config_file
 from train.loop import train_and_evaluate
+from train.metrics import read_metrics
 
 CONFIGS = ["configs/abc_sort.py", "configs/abc_sort.py:standard", "configs/abc_sort.py:lowrank_qk",
            "configs/abc_sort.py:linformer", "configs/gpt_lowrank_qk.py:abc",
@@ -55,6 +56,10 @@ def test_local_configs_train_to_the_entropy_of_random_tokens(spec, tmp_path):
     config = load_config_file(spec)
     config.update(dict(steps=60, warmup_steps=10, log_every=20, eval_every=60, checkpoint_every=60,
                        num_devices=1))
-    summary = train_and_evaluate(config, str(tmp_path))
-    # Random tokens: nothing to learn, so the loss heads for ln(vocab) from above.
-    assert abs(summary["train"]["loss"] - math.log(config.model.vocab_size)) < 0.3
+    train_and_evaluate(config, str(tmp_path))
+    # Random tokens: nothing to learn, so the loss falls towards ln(vocab) from above and
+    # cannot go below it (up to sampling noise). Measured (2-core CPU, jax 0.10.2): windows
+    # 6.019, 5.926, 5.843 against ln(256) = 5.545.
+    losses = [r["loss"] for r in read_metrics(str(tmp_path)) if "loss" in r]
+    entropy = math.log(config.model.vocab_size)
+    assert losses == sorted(losses, reverse=True) and entropy - 0.05 < losses[-1] < entropy + 0.5

@@ -156,4 +156,6 @@ def test_bf16_standard_training_on_gpu(tmp_path):
     config.model.update(dict(d_model=64, n_heads=4, d_ff=128, dtype="bfloat16",
                              embed_init_std=0.1))
     summary = train_and_evaluate(config, str(tmp_path))
+    # The same config in float32 on a CPU ends at 0.368 (the task's floor: the unpredictable
+    # input letters) with 27/27 sorted; bf16 must learn the task too, within bf16 noise.
     assert np.isfinite(summary["train"]["loss"]) and summary["train"]["loss"] < 1.0

@@ -5,7 +5,6 @@ import numpy as np
 import pytest
 
 from lowrank_jax import GPT, ConfigError, ModelConfig, count_parameters, parameter_groups
-from lowrank_jax.attention import core
 
 from conftest import small_config
 
@@ -75,12 +74,6 @@ def test_sequence_longer_than_max_len_is_refused():
     params = init(cfg, 8)
     with pytest.raises(ConfigError, match=r"length 9 is longer than max_len=8"):
         GPT(cfg).apply({"params": params}, jnp.zeros((1, 9), jnp.int32))
-
-
-def test_cudnn_path_only_for_gpu_half_precision():
-    assert not core.fast_hardware(jnp.float32)  # any backend: flash attention needs bf16/fp16
-    if jax.default_backend() != "gpu":
-        assert not core.fast_hardware(jnp.bfloat16)
 
 
 def test_trace_labels_tokens_or_numbers_the_columns_of_compressed_variants():

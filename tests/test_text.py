@@ -8,16 +8,14 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from configs.lm_standard import get_config
 from lowrank_jax.tasks import text
 from lowrank_jax.tokenizer import BPETokenizer, ByteTokenizer
-from tests.test_cli import assert_clean_error, run, tree_digest
+from helpers import assert_clean_error, run, tiny_config, tree_digest
 from train.errors import UserError
 from train.loop import train_and_evaluate
 from train.metrics import read_metrics
 from train.pretrained import load_latest
 
-TINY = dict(max_len=16, d_model=16, n_layers=1, n_heads=2, d_ff=32)
 
 
 @pytest.fixture(scope="module")
@@ -28,17 +26,6 @@ def corpus_dir(tmp_path_factory):
     for i in range(6):
         (folder / f"doc{i}.txt").write_text(" ".join(rng.choice(words, 400)), encoding="utf-8")
     return folder
-
-
-def tiny_config(corpus_dir, cache_dir, **changes):
-    config = get_config("local")
-    config.model.update(TINY)
-    config.data.update(dict(path=str(corpus_dir), glob="*.txt", val_fraction=0.2,
-                            cache_dir=str(cache_dir), eval_windows=8, eval_batch_size=4))
-    config.update(dict(steps=8, warmup_steps=2, log_every=2, eval_every=4, checkpoint_every=4,
-                       batch_size=4, num_devices=1))
-    config.update(changes)
-    return config
 
 
 def test_batches_are_windows_of_the_training_split_and_a_function_of_the_key():
@@ -105,7 +92,8 @@ def test_resumed_text_run_keeps_the_data_order(corpus_dir, tmp_path):
                  load_latest(whole).params)
     evals = [r for r in read_metrics(whole) if "eval/bits_per_byte" in r]
     assert [r["step"] for r in evals] == [4, 8]
-    assert 0 < evals[-1]["eval/bits_per_byte"] < evals[0]["eval/bits_per_byte"] < 8.5
+    # A uniform byte model scores 8 bits per byte; this run: 7.840 at step 4, 7.741 at step 8.
+    assert 0 < evals[-1]["eval/bits_per_byte"] < evals[0]["eval/bits_per_byte"] < 8.0
 
 
 def test_workdir_keeps_the_tokenizer_and_the_cache_is_reused(corpus_dir, tmp_path, capsys):

@@ -45,6 +45,7 @@ def test_abc_sorter_sorts_all_27_triples(tmp_path, capsys):
     for letters in abc_sort.TRACED:
         assert f"trace {letters}:" in out and f"output {''.join(sorted(letters))}" in out
     losses = [r["loss"] for r in train_records(tmp_path)]
+    # This run's windows: 0.682, 0.376, 0.370, 0.369 (the floor is the unpredictable input letters).
     assert len(losses) == 4 and losses[-1] < 0.45 < losses[0]
 
 

@@ -1,0 +1,51 @@
+"""Helpers several test files share: running an entry point as a user does, checking
+its one-sentence errors, fingerprinting a folder, and a tiny text-task config."""
+import hashlib
+import os
+import subprocess
+import sys
+
+from configs.lm_standard import get_config
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+QUICK = ["--config.steps=4", "--config.warmup_steps=1", "--config.log_every=2",
+         "--config.eval_every=4", "--config.checkpoint_every=2", "--config.num_devices=1"]
+
+
+def run(module, *args, stdin=""):
+    env = {**os.environ, "PYTHONPATH": ROOT}
+    env.pop("XLA_FLAGS", None)  # as a user's shell: one device
+    return subprocess.run([sys.executable, "-m", module, *args], input=stdin, capture_output=True,
+                          text=True, cwd=ROOT, env=env, timeout=300)
+
+
+def assert_clean_error(result, message):
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0], result.stderr
+
+
+def tree_digest(path):
+    digest = hashlib.sha256()
+    for folder, _, files in sorted(os.walk(path)):
+        for name in sorted(files):
+            full = os.path.join(folder, name)
+            digest.update(full.encode())
+            with open(full, "rb") as f:
+                digest.update(f.read())
+    return digest.hexdigest()
+
+
+TINY = dict(max_len=16, d_model=16, n_layers=1, n_heads=2, d_ff=32)
+
+
+def tiny_config(corpus_dir, cache_dir, **changes):
+    config = get_config("local")
+    config.model.update(TINY)
+    config.data.update(dict(path=str(corpus_dir), glob="*.txt", val_fraction=0.2,
+                            cache_dir=str(cache_dir), eval_windows=8, eval_batch_size=4))
+    config.update(dict(steps=8, warmup_steps=2, log_every=2, eval_every=4, checkpoint_every=4,
+                       batch_size=4, num_devices=1))
+    config.update(changes)
+    return config
