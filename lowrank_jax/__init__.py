@@ -6,12 +6,5 @@ from lowrank_jax.model import GPT, Classifier, count_parameters, parameter_group
 from lowrank_jax.generate import Generation, generate
 
 __all__ = ["ATTENTIONS", "Classifier", "ConfigError", "GPT", "Generation", "ModelConfig",
-           "count_parameters", "generate", "load_pretrained", "parameter_groups"]
+           "count_parameters", "generate", "parameter_groups"]
 
-
-def load_pretrained(workdir: str):
-    """(model, params, tokenizer, config) of the newest checkpoint a training run left in
-    `workdir`. Reading files is the training side's job (train/), so this forwards there."""
-    from train.pretrained import load_pretrained as load
-
-    return load(workdir)

@@ -25,9 +25,10 @@ CHOICES = {
     "dtype": tuple(DTYPES),
     "param_dtype": tuple(DTYPES),
     "remat": ("none", "block"),
+    "mode": ("forward", "prefill", "step"),
 }
 POSITIVE_INTS = ("vocab_size", "max_len", "d_model", "n_layers", "n_heads", "d_ff")
-BOOLS = ("causal", "use_bias", "tie_embeddings", "deterministic", "decode")
+BOOLS = ("causal", "use_bias", "tie_embeddings", "deterministic")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -61,9 +62,10 @@ class ModelConfig:
     remat: str = "none"
     # True: no dropout (eval, decode). Training uses cfg.replace(deterministic=False).
     deterministic: bool = True
-    # True: attention keeps a cache in the "cache" collection, filled by one prefill call and
-    # extended one token a row per call (lowrank_jax.generate builds it; never a training config).
-    decode: bool = False
+    # "forward": whole sequences (training, evaluation). "prefill": the same pass, which also
+    # fills the decode caches (the "cache" collection). "step": one token a row through the
+    # caches a prefill made. lowrank_jax.generate uses the last two; never a training config.
+    mode: str = "forward"
 
     def __post_init__(self):
         for field in POSITIVE_INTS:
@@ -92,13 +94,15 @@ class ModelConfig:
                 f"dropout={self.dropout!r} is not allowed; it must be in [0, 1).")
         require(is_number(self.embed_init_std) and self.embed_init_std > 0,
                 f"embed_init_std={self.embed_init_std!r} is not allowed; it must be positive.")
-        if self.decode:
+        if self.decoding:
             require(self.causal,
-                    "causal=False is not allowed for decoding (decode=True, as generate uses); an "
-                    "encoder sees the whole sequence at once, so only a causal model can generate.")
+                    f"causal=False is not allowed with mode={self.mode!r} (decoding, as generate "
+                    "uses); an encoder sees the whole sequence at once, so only a causal model "
+                    "can generate.")
             require(self.deterministic,
-                    "decode=True is not allowed with deterministic=False; decoding never uses "
-                    "dropout, so decode belongs in inference configs, not training ones.")
+                    f"mode={self.mode!r} is not allowed with deterministic=False; decoding never "
+                    "uses dropout, so the decode modes belong in inference configs, not training "
+                    "ones.")
         check_choice("attention", self.attention, tuple(ATTENTIONS))
         require(isinstance(self.attention_kwargs, Mapping),
                 f"attention_kwargs={self.attention_kwargs!r} is not allowed; it must be a mapping.")
@@ -108,6 +112,11 @@ class ModelConfig:
         kwargs = variant.resolve(self, kwargs)
         # Frozen and hashable, so a config can be a static argument of jit.
         object.__setattr__(self, "attention_kwargs", FrozenDict(kwargs))
+
+    @property
+    def decoding(self) -> bool:
+        """Prefill or step: the attention layers keep caches."""
+        return self.mode != "forward"
 
     @property
     def d_head(self) -> int:

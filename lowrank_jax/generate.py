@@ -1,7 +1,7 @@
 """Generation: one prefill of the right-padded prompts, then a jit-compiled decode loop.
 
-The prefill runs every prompt through the decode-mode model (cfg.decode) in one forward
-pass and fills the attention caches; each loop step feeds one token a row, at the row's
+The prefill runs every prompt through the model in mode "prefill" in one forward pass
+and fills the attention caches; each loop step (mode "step") feeds one token a row, at the row's
 own position, so prompts of different lengths share a batch and each row gets what it
 would get alone. A row stops after it emits `eos_id`; the loop ends when every row has
 stopped or has max_new_tokens tokens. `use_cache=False` re-runs the full forward pass
@@ -55,7 +55,7 @@ def generate(model: GPT, params, prompt, max_new_tokens: int = 64, temperature: 
     require(isinstance(model, GPT),
             f"model={type(model).__name__} is not allowed; generate needs a GPT language model.")
     cfg = model.cfg.replace(deterministic=True)
-    cfg.replace(decode=True)  # refuses a model that cannot decode (an encoder)
+    cfg.replace(mode="prefill")  # refuses a model that cannot decode (an encoder)
     sampling = SamplingConfig(temperature, top_k, top_p, repetition_penalty).check()
     rows = prompt_rows(prompt, cfg.vocab_size)
     require(is_int(max_new_tokens) and max_new_tokens >= 1,
@@ -128,13 +128,13 @@ STATIC = ("cfg", "temperature", "max_new_tokens")
 @functools.partial(jax.jit, static_argnames=STATIC)
 def generate_cached(params, prompt_BP, lengths_B, keys_B, eos, sampling_values, *, cfg: ModelConfig,
                     temperature: float, max_new_tokens: int):
-    model = GPT(cfg.replace(decode=True))
+    prefill, step = GPT(cfg.replace(mode="prefill")), GPT(cfg.replace(mode="step"))
     real_BP = jnp.arange(prompt_BP.shape[1]) < lengths_B[:, None]
-    logits_BPV, state = model.apply({"params": params}, prompt_BP, real_BP, mutable=["cache"])
+    logits_BPV, state = prefill.apply({"params": params}, prompt_BP, real_BP, mutable=["cache"])
 
     def next_logits(cache, token_B):
-        logits_B1V, state = model.apply({"params": params, "cache": cache}, token_B[:, None],
-                                        mutable=["cache"])
+        logits_B1V, state = step.apply({"params": params, "cache": cache}, token_B[:, None],
+                                       mutable=["cache"])
         return logits_B1V[:, 0], state["cache"]
 
     return decode_loop(next_logits, state["cache"], at_rows(logits_BPV, lengths_B - 1),

@@ -45,17 +45,19 @@ class Block(nn.Module):
         return nn.Dropout(self.cfg.dropout)(x, deterministic=self.cfg.deterministic)
 
 
-def decode_positions(module: nn.Module, tokens_BL, padding_mask_BL):
-    """Decode mode: (positions_BL of the tokens, lengths_B once they are in the cache).
+def decode_positions(module: nn.Module, cfg: ModelConfig, tokens_BL, padding_mask_BL):
+    """Prefill or step: (positions_BL of the tokens, lengths_B once they are in the cache).
 
-    The cache's "lengths" (B,) counts each row's tokens. Without a cache the call is the
-    prefill: positions 0..L-1, the real tokens a prefix of each row (right padding). With
-    one it is a step: one token a row, at the row's own position.
+    The cache's "lengths" (B,) counts each row's tokens. A prefill has positions 0..L-1,
+    the real tokens a prefix of each row (right padding); a step is one token a row, at
+    the row's own position, through the cache a prefill made.
     """
     batch, length = tokens_BL.shape
-    step = cache.is_step(module, "lengths")
+    if cfg.mode == "step" and not module.has_variable(cache.CACHE, "lengths"):
+        raise ConfigError("mode='step' needs the cache a prefill made; apply the model with "
+                          "mode='prefill' first and pass its 'cache' collection back.")
     lengths = cache.cache_variable(module, "lengths", (batch,), jnp.int32)
-    if step:
+    if cfg.mode == "step":
         if length != 1:
             raise ConfigError(f"a decode step of {length} tokens is not allowed; after the prefill "
                               "each call adds exactly one token a row.")
@@ -73,7 +75,8 @@ def encode(module: nn.Module, cfg: ModelConfig, tokens_BL, padding_mask_BL):
 
     Called inside a head's compact __call__, so its parameters sit at the top level of
     that head (token_embed, pos_embed, block_i, final_norm). Returns (x_BLE, token_embed).
-    With cfg.decode the attention layers keep caches (see attention/cache.py).
+    In the decode modes (cfg.mode prefill or step) the attention layers keep caches (see
+    attention/cache.py).
     """
     chex.assert_rank(tokens_BL, 2)
     length = tokens_BL.shape[1]
@@ -90,8 +93,8 @@ def encode(module: nn.Module, cfg: ModelConfig, tokens_BL, padding_mask_BL):
     pos_embed_LE = module.param("pos_embed", embed_init, (cfg.max_len, cfg.d_model),
                                 cfg.params_dtype)
     tokens_BLE, lengths_B = token_embed(tokens_BL), None
-    if cfg.decode:
-        positions_BL, lengths_B = decode_positions(module, tokens_BL, padding_mask_BL)
+    if cfg.decoding:
+        positions_BL, lengths_B = decode_positions(module, cfg, tokens_BL, padding_mask_BL)
         pos_BLE = pos_embed_LE[positions_BL]
         padding_mask_BL = None  # right padding sits in the causal future of every real token
     else:
@@ -109,9 +112,9 @@ class GPT(nn.Module):
     """tokens int32 (B, L) -> logits (B, L, vocab_size), float32 (float64 in float64 mode).
 
     `padding_mask_BL` (True for real tokens) hides padded positions from every query.
-    With cfg.decode, apply with mutable=["cache"]: first without a cache on the right-padded
-    prompts (the mask marks each row's length), then with the returned cache on one new
-    token a row per call; lowrank_jax.generate does this.
+    To decode, apply with mutable=["cache"]: a mode="prefill" model on the right-padded
+    prompts (the mask marks each row's length), then a mode="step" model with the returned
+    cache on one new token a row per call; lowrank_jax.generate does this.
     """
 
     cfg: ModelConfig

@@ -75,15 +75,15 @@ def teacher_forced(cfg, steps, params, tokens_BL, lengths_B):
     """(full logits, prefill logits, step logits (steps, B, V), cache): the prefill takes each
     row's first lengths_B tokens (right-padded), then step t feeds token lengths_B + t."""
     full_BLV = GPT(cfg).apply({"params": params}, tokens_BL)
-    decoder = GPT(cfg.replace(decode=True))
+    prefill, stepper = GPT(cfg.replace(mode="prefill")), GPT(cfg.replace(mode="step"))
     width = max(PROMPT_LENGTHS)
     real_BP = jnp.arange(width) < lengths_B[:, None]
     prompt_BP = jnp.where(real_BP, tokens_BL[:, :width], 0)
-    prefill_BPV, state = decoder.apply({"params": params}, prompt_BP, real_BP, mutable=["cache"])
+    prefill_BPV, state = prefill.apply({"params": params}, prompt_BP, real_BP, mutable=["cache"])
 
     def step(cache, t):
         token_B1 = tokens_BL[jnp.arange(tokens_BL.shape[0]), lengths_B + t][:, None]
-        logits_B1V, state = decoder.apply({"params": params, "cache": cache}, token_B1,
+        logits_B1V, state = stepper.apply({"params": params, "cache": cache}, token_B1,
                                           mutable=["cache"])
         return state["cache"], logits_B1V[:, 0]
 
@@ -110,7 +110,7 @@ def test_prefill_and_every_step_equal_the_full_forward(attention, kwargs, norm_p
 
 
 def cache_shapes(cfg, batch):
-    cache = jax.eval_shape(lambda: GPT(cfg.replace(decode=True)).init(
+    cache = jax.eval_shape(lambda: GPT(cfg.replace(mode="prefill")).init(
         jax.random.key(0), jnp.zeros((batch, 3), jnp.int32)))["cache"]
     return jax.tree.map(lambda leaf: leaf.shape, cache)
 
@@ -299,24 +299,37 @@ def test_bad_input_is_one_clear_sentence(changes, message):
 
 def test_an_encoder_cannot_generate():
     encoder = lm_config(causal=False)
-    message = (r"^causal=False is not allowed for decoding \(decode=True, as generate uses\); an "
-               r"encoder sees the whole sequence at once, so only a causal model can generate\.$")
+    message = (r"^causal=False is not allowed with mode='prefill' \(decoding, as generate uses\); "
+               r"an encoder sees the whole sequence at once, so only a causal model can "
+               r"generate\.$")
     with pytest.raises(ConfigError, match=message):
         generate(GPT(encoder), init_params(encoder), [[1, 2]], max_new_tokens=2)
 
 
-def test_decode_is_never_a_training_config():
-    with pytest.raises(ConfigError,
-                       match=r"^decode=True is not allowed with deterministic=False; decoding "):
-        lm_config(decode=True, deterministic=False)
-    cfg = lm_config(decode=True)
-    assert ModelConfig.from_dict(cfg.to_dict()) == cfg and not lm_config().decode
+def test_decode_modes_are_never_a_training_config():
+    for mode in ("prefill", "step"):
+        with pytest.raises(ConfigError, match=rf"^mode='{mode}' is not allowed with "
+                                              r"deterministic=False; decoding never uses dropout"):
+            lm_config(mode=mode, deterministic=False)
+    with pytest.raises(ConfigError, match=r"^mode='decode' is not allowed; choose one of "
+                                          r"'forward', 'prefill', 'step'\.$"):
+        lm_config(mode="decode")
+    cfg = lm_config(mode="prefill")
+    assert ModelConfig.from_dict(cfg.to_dict()) == cfg and not lm_config().decoding
+
+
+def test_a_step_needs_the_cache_of_a_prefill():
+    step = GPT(lm_config(mode="step"))
+    message = (r"^mode='step' needs the cache a prefill made; apply the model with "
+               r"mode='prefill' first and pass its 'cache' collection back\.(\n|$)")
+    with pytest.raises(ConfigError, match=message):
+        jax.eval_shape(step.init, jax.random.key(0), jnp.ones((1, 1), jnp.int32))
 
 
 def test_a_decode_step_takes_one_token_a_row():
-    model = GPT(lm_config(decode=True))
-    variables = jax.eval_shape(model.init, jax.random.key(0), jnp.ones((1, 3), jnp.int32))
-    step = functools.partial(model.apply, mutable=["cache"])
+    cfg = lm_config(mode="prefill")
+    variables = jax.eval_shape(GPT(cfg).init, jax.random.key(0), jnp.ones((1, 3), jnp.int32))
+    step = functools.partial(GPT(cfg.replace(mode="step")).apply, mutable=["cache"])
     jax.eval_shape(step, variables, jnp.ones((1, 1), jnp.int32))
     # JAX appends a note on its traceback filtering to errors raised while tracing.
     message = (r"^a decode step of 2 tokens is not allowed; after the prefill each call adds "

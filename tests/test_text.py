@@ -200,7 +200,8 @@ def test_generate_refuses_bad_input(text_run, args, message):
 
 
 def test_python_api_loads_and_generates(text_run):
-    from lowrank_jax import generate, load_pretrained
+    from lowrank_jax import generate
+    from train.pretrained import load_pretrained
 
     model, params, tokenizer, config = load_pretrained(text_run[0])
     assert config.task == "text" and model.cfg.vocab_size == tokenizer.vocab_size == 256

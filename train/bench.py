@@ -166,7 +166,7 @@ def cache_bytes(model, params, prompt_BP) -> int:
 
     from lowrank_jax import GPT
 
-    decode = GPT(model.cfg.replace(decode=True))
+    decode = GPT(model.cfg.replace(mode="prefill"))
     _, state = jax.eval_shape(lambda: decode.apply({"params": params}, prompt_BP,
                                                    mutable=["cache"]))
     return sum(x.size * x.dtype.itemsize for x in jax.tree.leaves(state["cache"]))

@@ -1,8 +1,7 @@
-"""Decode caches (cfg.decode): what a causal attention keeps between calls.
+"""Decode caches (cfg.mode "prefill" and "step"): what a causal attention keeps between calls.
 
-A decode-mode model is called first without a cache: the prefill, which runs the
-right-padded prompts through the ordinary causal attention in one pass and fills the
-cache. Every later call passes the cache back and adds one token a row: a step.
+A prefill runs the right-padded prompts through the ordinary causal attention in one
+pass and fills the cache. A step passes the cache back and adds one token a row.
 `lengths_B` is each row's length once this call's tokens are in the cache, so a step's
 token sits at position lengths_B - 1 and sees the keys at positions < lengths_B; rows
 move independently. The caches live in the Flax "cache" collection.
@@ -26,11 +25,6 @@ CACHE = "cache"
 Attend = Callable[[jax.Array, jax.Array, jax.Array], jax.Array]
 
 
-def is_step(module: nn.Module, first_name: str) -> bool:
-    """True when an earlier call made this module's cache, i.e. this call is a step."""
-    return module.has_variable(CACHE, first_name)
-
-
 def cache_variable(module: nn.Module, name: str, shape, dtype):
     return module.variable(CACHE, name, jnp.zeros, shape, dtype)
 
@@ -52,7 +46,7 @@ def kv_cached_attention(module: nn.Module, attend: Attend, q_BLHD, k_BLHD, v_BLH
     uses as-is. Cache: "cached_key" (B, max_len, H, Dk) and "cached_value" (B, max_len, H,
     Dv) in the compute dtype; Dk is r for lowrank_qk, whose keys are already multiplied by U.
     """
-    step = is_step(module, "cached_key")
+    step = module.cfg.mode == "step"
     batch, max_len = q_BLHD.shape[0], module.cfg.max_len
     key, value = (cache_variable(module, name, (batch, max_len, *x.shape[2:]), x.dtype)
                   for name, x in (("cached_key", k_BLHD), ("cached_value", v_BLHD)))
@@ -81,6 +75,6 @@ def attention_over_tokens(module: nn.Module, q_BLHD, k_BLHD, v_BLHD, padding_mas
     else:
         attend = functools.partial(core.self_attention, module, causal=cfg.causal,
                                    padding_mask_BL=padding_mask_BL, scale=scale)
-    if cfg.decode:
+    if cfg.decoding:
         return kv_cached_attention(module, attend, q_BLHD, k_BLHD, v_BLHD, lengths_B, scale)
     return attend(q_BLHD, k_BLHD, v_BLHD)

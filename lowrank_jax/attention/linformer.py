@@ -279,7 +279,7 @@ class LinformerAttention(nn.Module):
         max_len. A block is compressed when its last position is written."""
         kw = self.cfg.attention_kwargs
         size, slots, total = kw["block_size"], kw["block_slots"], kw["k"]
-        step = cache.is_step(self, "key_slots")
+        step = self.cfg.mode == "step"
         batch, _, heads, _ = q_BLHD.shape
 
         def variable(name, rows, like):
@@ -347,5 +347,5 @@ class LinformerAttention(nn.Module):
             return out_BLHD
 
         out_BLHD = (self.cached_attention(attend, q_BLHD, k_BLHD, v_BLHD, E, F, lengths_B, scale)
-                    if cfg.decode else attend(q_BLHD, k_BLHD, v_BLHD))
+                    if cfg.decoding else attend(q_BLHD, k_BLHD, v_BLHD))
         return core.output_projection(cfg, cfg.use_bias)(out_BLHD)

@@ -58,7 +58,7 @@ def random_tokens_task(model_cfg, data=None) -> Task:
 
 def text_task(model_cfg, data: TextData | None) -> Task:
     """Windows of max_len + 1 tokens of a corpus (see lowrank_jax.tasks.text)."""
-    require(data is not None, "task 'text' needs its corpus; train it with python -m train.")
+    require(data is not None, "task 'text' needs its corpus (TextData); the training entry point reads it.")
     seq_len = model_cfg.max_len + 1
     require(len(data.train_tokens) > seq_len,
             f"the training split has {len(data.train_tokens)} tokens, fewer than one window of "
