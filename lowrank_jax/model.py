@@ -11,7 +11,7 @@ import jax.numpy as jnp
 from flax import linen as nn
 from flax import traverse_util
 
-from lowrank_jax.attention import ATTENTIONS, cache, layer_shared_module
+from lowrank_jax.attention import ATTENTIONS, cache, shared_module_names
 from lowrank_jax.attention.core import ATTENTION_WEIGHTS, at_least_float32
 from lowrank_jax.config import ModelConfig
 from lowrank_jax.validation import ConfigError
@@ -28,8 +28,7 @@ class Block(nn.Module):
     def __call__(self, x_BLE: jax.Array, padding_mask_BL: jax.Array | None = None,
                  lengths_B: jax.Array | None = None) -> jax.Array:
         cfg = self.cfg
-        extra = {} if self.shared is None else {"shared": self.shared}
-        attention = ATTENTIONS[cfg.attention](cfg, name="attention", **extra)
+        attention = ATTENTIONS[cfg.attention](cfg, shared=self.shared, name="attention")
         sublayers = ((functools.partial(attention, padding_mask_BL=padding_mask_BL,
                                         lengths_B=lengths_B),
                       make_norm(cfg, "norm1")),
@@ -101,7 +100,7 @@ def encode(module: nn.Module, cfg: ModelConfig, tokens_BL, padding_mask_BL):
         pos_BLE = pos_embed_LE[:length]
     x_BLE = tokens_BLE + pos_BLE.astype(cfg.compute_dtype)
     x_BLE = nn.Dropout(cfg.dropout)(x_BLE, deterministic=cfg.deterministic)
-    shared = layer_shared_module(cfg)
+    shared = ATTENTIONS[cfg.attention].shared_module(cfg)
     block = nn.remat(Block) if cfg.remat == "block" else Block
     for i in range(cfg.n_layers):
         x_BLE = block(cfg, shared, name=f"block_{i}")(x_BLE, padding_mask_BL, lengths_B)
@@ -153,11 +152,11 @@ class Classifier(nn.Module):
 
 def parameter_groups(params) -> dict[str, int]:
     """Parameter counts by role: token_embed, pos_embed, attention, ffn, norms, lm_head."""
-    counts = Counter()
+    counts, shared = Counter(), shared_module_names()
     for path, leaf in traverse_util.flatten_dict(params).items():
         role = next((p for p in path if p in ("attention", "ffn", "token_embed", "pos_embed",
                                               "lm_head", "classifier")), None)
-        role = "attention" if path[0] == "linformer_shared" else role
+        role = "attention" if path[0] in shared else role
         counts[role or "norms"] += leaf.size
     return dict(counts)
 

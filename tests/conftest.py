@@ -12,13 +12,35 @@ import contextlib  # noqa: E402
 import jax  # noqa: E402
 import pytest  # noqa: E402
 
-from lowrank_jax import ModelConfig  # noqa: E402
+from lowrank_jax import ATTENTIONS, ConfigError, ModelConfig  # noqa: E402
 
 
 def small_config(**changes) -> ModelConfig:
     base = dict(vocab_size=11, max_len=16, d_model=16, n_layers=2, n_heads=4, d_ff=24,
                 embed_init_std=0.5)
     return ModelConfig(**{**base, **changes})
+
+
+def variant_cases(causal: bool = True) -> list[tuple[str, dict]]:
+    """(variant, attention_kwargs) for each registered variant's EXAMPLES that a small model
+    of this causality takes: the case lists of the suite, so registering a variant tests it."""
+    cases = []
+    for name, variant in ATTENTIONS.items():
+        for kwargs in variant.EXAMPLES:
+            try:
+                small_config(attention=name, attention_kwargs=kwargs, causal=causal)
+            except ConfigError:
+                continue
+            cases.append((name, kwargs))
+    return cases
+
+
+def choices_message(field: str, value, allowed) -> str:
+    """The regex of validation.check_choice's sentence."""
+    import re
+
+    return re.escape(f"{field}={value!r} is not allowed; choose one of "
+                     f"{', '.join(map(repr, allowed))}.")
 
 
 @pytest.fixture

@@ -155,6 +155,12 @@ def ffn_layer(p, x):
     return lowrank_linear(p, x) if "U" in p else dense(p, x)
 
 
+def layer_attention(p, i, x, cfg, padding_mask=None):
+    """(out, weights) of layer i's attention on x, with the module every layer shares."""
+    shared = {"shared_E": p["linformer_shared"]["E"]} if "linformer_shared" in p else {}
+    return ATTENTION[cfg.attention](p[f"block_{i}"]["attention"], x, cfg, padding_mask, **shared)
+
+
 def trunk(p, tokens, cfg, padding_mask=None):
     """Embeddings, blocks and final norm in float64, dropout off."""
     length = tokens.shape[1]
@@ -162,8 +168,7 @@ def trunk(p, tokens, cfg, padding_mask=None):
     norm = NORM[cfg.norm]
     for i in range(cfg.n_layers):
         b = p[f"block_{i}"]
-        shared = {"shared_E": p["linformer_shared"]["E"]} if "linformer_shared" in p else {}
-        attn = lambda h: ATTENTION[cfg.attention](b["attention"], h, cfg, padding_mask, **shared)[0]
+        attn = lambda h: layer_attention(p, i, h, cfg, padding_mask)[0]
         ffn = lambda h: ffn_layer(b["ffn"]["down"], ACT[cfg.activation](ffn_layer(b["ffn"]["up"], h)))
         for f, n in ((attn, "norm1"), (ffn, "norm2")):
             if cfg.norm_position == "pre":

@@ -18,16 +18,9 @@ from lowrank_jax.attention.core import ATTENTION_QUERIES, ATTENTION_VALUES, ATTE
 from lowrank_jax.model import apply_with_attention, attention_intermediates
 
 import reference
-from conftest import float64_config, small_config, x64
+from conftest import float64_config, small_config, variant_cases, x64
 
 RTOL = 1e-5
-VARIANT_KWARGS = {
-    "standard": [{}],
-    "deep_qkv": [{"rank": 3, "temp": 1.0, "strict": False}, {"rank": 2, "temp": 0.5, "strict": True}],
-    "lowrank_qk": [{"r": 2}, {"r": 4}],
-    "linformer": [{"block_size": 4, "block_slots": 2}, {"causal": False, "k": 6, "sharing": "kv"}],
-}
-CASES = [(name, kw) for name, kws in VARIANT_KWARGS.items() for kw in kws]
 
 
 def case_config(make, name, kwargs, **changes):
@@ -35,10 +28,18 @@ def case_config(make, name, kwargs, **changes):
     return make(attention=name, attention_kwargs=kwargs, causal=kwargs.get("causal", True), **changes)
 
 
+# Every registered variant's examples: the causal ones, and those only an encoder takes.
+CASES = variant_cases(causal=True) + [case for case in variant_cases(causal=False)
+                                      if case[1].get("causal") is False]
+# A module alone has no layer-shared module to lean on: those cases run in the GPT only.
+MODULE_CASES = [(name, kwargs) for name, kwargs in CASES
+                if ATTENTIONS[name].shared_module(case_config(small_config, name, kwargs)) is None]
+
+
 class ReferenceTest(chex.TestCase):
 
     @chex.variants(with_jit=True, without_jit=True)
-    @parameterized.parameters(*CASES)
+    @parameterized.parameters(*MODULE_CASES)
     def test_attention_matches_float64_reference(self, name, kwargs):
         with x64():
             cfg = case_config(float64_config, name, kwargs)
@@ -79,7 +80,7 @@ def test_sown_weights_are_the_reference_attention(name, kwargs):
     p = reference.f64(params)
     x = p["token_embed"]["embedding"][np.asarray(tokens_BL)] + p["pos_embed"][:10]
     x = reference.layer_norm(p["block_0"]["norm1"], x)
-    _, expected = reference.ATTENTION[name](p["block_0"]["attention"], x, cfg)
+    _, expected = reference.layer_attention(p, 0, x, cfg)
     chex.assert_shape(weights[0], (2, cfg.n_heads, 10, expected.shape[-1]))
     np.testing.assert_allclose(weights[0], expected, rtol=RTOL, atol=1e-12)
 

@@ -3,6 +3,8 @@ import os
 
 import pytest
 
+from lowrank_jax import ATTENTIONS
+
 from helpers import QUICK, assert_clean_error, run, tree_digest
 
 
@@ -18,7 +20,8 @@ def trained(tmp_path_factory):
 @pytest.mark.parametrize("args,message", [
     (["--config.stepz=5"], "--config.stepz: the config has no field 'stepz'; did you mean 'steps'?"),
     (["--config.model.atention=x"], "--config.model.atention: model has no field 'atention'; did you mean 'attention'?"),
-    (["--config.model.attention=flash"], "attention='flash' is not allowed; choose one of 'standard', 'deep_qkv', 'lowrank_qk', 'linformer'."),
+    (["--config.model.attention=flash"], "attention='flash' is not allowed; choose one of "
+     f"{', '.join(map(repr, ATTENTIONS))}."),
     (["--config.model.d_model=7"], "d_model=7 is not allowed with n_heads=2; d_model must be divisible by n_heads."),
     (["--config.steps=many"], "--config.steps='many' is not allowed; it must be an integer."),
     (["--config.steps=0"], "steps=0 is not allowed; it must be a positive integer."),

@@ -3,13 +3,13 @@ import dataclasses
 
 import pytest
 
-from lowrank_jax import ConfigError, ModelConfig
+from lowrank_jax import ATTENTIONS, ConfigError, ModelConfig
 
-from conftest import small_config
+from conftest import choices_message, small_config
 
 BAD = [
     (dict(d_model=10, n_heads=4), r"d_model=10 is not allowed with n_heads=4; d_model must be divisible by n_heads\."),
-    (dict(attention="flash"), r"attention='flash' is not allowed; choose one of 'standard', 'deep_qkv', 'lowrank_qk', 'linformer'\."),
+    (dict(attention="flash"), choices_message("attention", "flash", ATTENTIONS)),
     (dict(attention="lowrank_qk", attention_kwargs={"r": 5}),
      r"attention_kwargs\.r=5 is not allowed; lowrank_qk needs an integer rank from 1 to d_head=4 \(d_model / n_heads\)\."),
     (dict(attention="lowrank_qk"),

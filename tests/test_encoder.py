@@ -8,12 +8,9 @@ import pytest
 from lowrank_jax import GPT, Classifier
 
 import reference
-from conftest import float64_config, small_config, x64
+from conftest import float64_config, small_config, variant_cases, x64
 
-ENCODERS = [("standard", {}), ("deep_qkv", {}), ("lowrank_qk", {"r": 2}),
-            ("linformer", {"k": 6, "sharing": "none"}), ("linformer", {"k": 6, "sharing": "kv"})]
-DECODERS = [("standard", {}), ("deep_qkv", {}), ("lowrank_qk", {"r": 2}),
-            ("linformer", {"block_size": 4, "block_slots": 2})]
+ENCODERS, DECODERS = variant_cases(causal=False), variant_cases(causal=True)
 
 
 def padded_batch(cfg, length=12, real=(12, 7, 3)):

@@ -13,20 +13,13 @@ from lowrank_jax import GPT, ConfigError, ModelConfig, generate
 from lowrank_jax.generate import decode_loop, row_keys
 from lowrank_jax.sampling import SamplingConfig
 
-from conftest import small_config
+from conftest import small_config, variant_cases
 
-# (attention, kwargs, norm_position); the Linformer's blocks of 4 do not divide the 15 tokens
-# below, and the prompts of 4, 1 and 6 tokens end at a block boundary and inside blocks.
-VARIANTS = [
-    ("standard", {}, "pre"),
-    ("deep_qkv", {}, "post"),
-    ("deep_qkv", {"strict": True}, "pre"),
-    ("lowrank_qk", {"r": 2}, "post"),
-    ("linformer", dict(block_size=4, block_slots=2, sharing="headwise"), "pre"),
-    ("linformer", dict(block_size=4, block_slots=3, sharing="none"), "post"),
-    ("linformer", dict(block_size=2, block_slots=1, sharing="kv"), "pre"),
-    ("linformer", dict(block_size=4, block_slots=2, sharing="layerwise"), "post"),
-]
+# (attention, kwargs, norm_position): every registered causal example, pre and post norm in
+# turn; the Linformer's blocks of 4 do not divide the 15 tokens below, and the prompts of
+# 4, 1 and 6 tokens end at a block boundary and inside blocks.
+VARIANTS = [(name, kwargs, ("pre", "post")[i % 2])
+            for i, (name, kwargs) in enumerate(variant_cases(causal=True))]
 SEQ_LEN = 15
 PROMPT_LENGTHS = (4, 1, 6)
 

@@ -6,12 +6,9 @@ import pytest
 
 from lowrank_jax import GPT, ConfigError, ModelConfig, count_parameters, parameter_groups
 
-from conftest import small_config
+from conftest import small_config, variant_cases
 
-CAUSAL = [("standard", {}), ("deep_qkv", {}), ("deep_qkv", {"strict": True}), ("lowrank_qk", {"r": 2}),
-          ("linformer", {"block_size": 4, "block_slots": 2}),
-          ("linformer", {"block_size": 8, "block_slots": 3, "sharing": "none"}),
-          ("linformer", {"block_size": 2, "block_slots": 1, "sharing": "layerwise"})]
+CAUSAL = variant_cases(causal=True)
 SORTER = dict(vocab_size=4, max_len=7, d_model=6, n_layers=1, n_heads=2, d_ff=6,
               attention="deep_qkv", activation="relu", use_bias=False, embed_init_std=1.0)
 

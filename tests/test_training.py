@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from configs.abc_sort import get_config
-from lowrank_jax import GPT
+from lowrank_jax import ATTENTIONS, GPT
 from lowrank_jax.tasks import abc_sort
 from lowrank_jax.training.config import check_train_config
 from lowrank_jax.training.optim import make_optimizer, make_schedule
@@ -125,7 +125,7 @@ def test_a_finished_run_only_evaluates(tmp_path):
     assert os.listdir(tmp_path / "checkpoints") == ["10"]
 
 
-@pytest.mark.parametrize("attention", ["standard", "deep_qkv", "lowrank_qk", "linformer"])
+@pytest.mark.parametrize("attention", list(ATTENTIONS))
 def test_every_variant_trains_alike_on_one_and_eight_devices(attention):
     config = get_config(attention)
     config.model.dropout = 0.1

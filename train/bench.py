@@ -34,22 +34,20 @@ import tempfile
 import time
 from types import SimpleNamespace
 
+from lowrank_jax.attention import ATTENTIONS
 from train.cli import DEFAULT_CONFIG, load_config
 from train.errors import exit_on_user_error
 
 PROGRAM = "python -m train.bench"
 
 
-VARIANTS = {  # name -> (config argument, overrides)
-    "standard": ("standard", {}),
-    "deep_qkv": ("deep_qkv", {}),
-    "deep_qkv strict": ("deep_qkv", {"strict": True}),
-    "lowrank_qk r=2": ("lowrank_qk", {}),
-    "linformer causal b=2 c=1": ("linformer", {}),
-}
-
-
-LM_CONFIGS = ("lm_standard", "lm_deep_qkv", "lm_lowrank_qk", "lm_linformer", "lumenspark")
+# name -> (configs/abc_sort.py argument, overrides): every registered variant with the
+# options that config gives it, and seed 001's strict factorization.
+VARIANTS = {**{name: (name, {}) for name in ATTENTIONS},
+            "deep_qkv strict": ("deep_qkv", {"strict": True})}
+# configs/lm_<variant>.py for every registered variant, then the lumenspark preset.
+VARIANT_LM_CONFIGS = tuple(f"lm_{name}" for name in ATTENTIONS)
+LM_CONFIGS = (*VARIANT_LM_CONFIGS, "lumenspark")
 
 
 def train_quietly(config, workdir: str | None = None) -> tuple[dict, float]:
@@ -180,7 +178,7 @@ def bench_decode() -> dict:
 
     rows, backend = [], jax.default_backend()
     prompt_BP = np.random.default_rng(0).integers(0, 256, (DECODE_BATCH, DECODE_PROMPT), np.int32)
-    for name in LM_CONFIGS[:4]:
+    for name in VARIANT_LM_CONFIGS:
         model = GPT(decode_model_config(name, backend))
         params = model.init(jax.random.key(0), prompt_BP)["params"]
         row = {"config": f"configs/{name}.py", "attention": model.cfg.attention,
@@ -307,7 +305,7 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--lengths", type=int, nargs="+", default=None,
                         help="attention, step, memory: sequence lengths (default: the committed set)")
     parser.add_argument("--variants", nargs="+", default=None,
-                        choices=["standard", "deep_qkv", "lowrank_qk", "linformer"],
+                        choices=list(ATTENTIONS),
                         help="step, memory: the variants to run (default: all)")
     parser.add_argument("--tokens", type=int, default=65536,
                         help="attention: tokens per step (batch = tokens / L)")

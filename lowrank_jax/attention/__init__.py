@@ -1,12 +1,12 @@
 """The registry of attention variants: one module per file, chosen by ModelConfig.attention.
 
-Each entry is a Linen module class built as `cls(cfg)` and called on x (B, L, E); it
-declares DEFAULTS (its attention_kwargs), resolve(cfg, kwargs), which validates them
-and returns them with any value derived from the model filled in, and fast_path(cfg,
-padded, backend=None), whether a forward pass takes its GPU fast path.
+Each entry is a subclass of attention.base.Attention, whose docstring is the contract.
+Adding a variant: its file, one line here, its float64 reference in tests/reference.py,
+and configs/lm_<name>.py (README: "Adding an attention variant").
 """
 from lowrank_jax.attention.deep_qkv import DeepQKVAttention
-from lowrank_jax.attention.linformer import LinformerAttention, LinformerProjection
+from lowrank_jax.attention.base import Attention
+from lowrank_jax.attention.linformer import LinformerAttention
 from lowrank_jax.attention.lowrank_qk import LowRankQKAttention
 from lowrank_jax.attention.standard import StandardAttention
 
@@ -20,7 +20,7 @@ ATTENTIONS = {
 
 def weights_are_per_token(cfg) -> bool:
     """True when column j of the sown attention weights is the key at position j."""
-    return getattr(ATTENTIONS[cfg.attention], "TOKEN_COLUMNS", True)
+    return ATTENTIONS[cfg.attention].TOKEN_COLUMNS
 
 
 def attention_path(cfg, padded: bool = False, backend: str | None = None) -> str:
@@ -29,12 +29,10 @@ def attention_path(cfg, padded: bool = False, backend: str | None = None) -> str
     return "fast" if ATTENTIONS[cfg.attention].fast_path(cfg, padded, backend) else "plain"
 
 
-def layer_shared_module(cfg):
-    """A module every layer's attention shares (the layerwise Linformer E), or None."""
-    kw = cfg.attention_kwargs
-    if cfg.attention == "linformer" and kw["sharing"] == "layerwise":
-        return LinformerProjection(cfg, name="linformer_shared")
-    return None
+def shared_module_names() -> set[str]:
+    """The top-level parameter names of modules shared across layers (counted as attention)."""
+    return {cls.SHARED_NAME for cls in ATTENTIONS.values() if cls.SHARED_NAME}
 
-__all__ = ["ATTENTIONS", "DeepQKVAttention", "attention_path", "LinformerAttention", "LowRankQKAttention",
-           "StandardAttention", "layer_shared_module", "weights_are_per_token"]
+
+__all__ = ["ATTENTIONS", "Attention", "DeepQKVAttention", "attention_path", "LinformerAttention", "LowRankQKAttention",
+           "StandardAttention", "shared_module_names", "weights_are_per_token"]

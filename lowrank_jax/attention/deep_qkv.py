@@ -17,6 +17,7 @@ import jax.numpy as jnp
 from flax import linen as nn
 
 from lowrank_jax.attention import cache, core
+from lowrank_jax.attention.base import Attention
 from lowrank_jax.validation import is_int, is_number, require
 
 if TYPE_CHECKING:
@@ -37,11 +38,9 @@ def factorized_weight(A_HER, B_HRD, base_HED, temp):
     return W_HED if base_HED is None else base_HED * W_HED
 
 
-class DeepQKVAttention(nn.Module):
-    cfg: "ModelConfig"
-
+class DeepQKVAttention(Attention):
     DEFAULTS: ClassVar[dict] = {"rank": 3, "temp": 1.0, "strict": False}
-    fast_path = staticmethod(core.token_fast_path)
+    EXAMPLES: ClassVar[tuple[dict, ...]] = ({}, {"rank": 2, "temp": 0.5, "strict": True})
 
     @staticmethod
     def resolve(cfg: "ModelConfig", kwargs: dict) -> dict:

@@ -31,6 +31,7 @@ import jax.numpy as jnp
 from flax import linen as nn
 
 from lowrank_jax.attention import cache, core, linformer_kernel
+from lowrank_jax.attention.base import Attention
 from lowrank_jax.validation import check_choice, is_int, require
 
 if TYPE_CHECKING:
@@ -228,15 +229,29 @@ def store_finished_block(slots_BMHD, block_BbHD, P, block_B, finished_B):
     return slots_BMHD.at[batch_B1, rows_Bc].set(kept_BcHD)
 
 
-class LinformerAttention(nn.Module):
-    cfg: "ModelConfig"
-    shared: Any = None  # LinformerProjection under sharing="layerwise"
+class LinformerAttention(Attention):
+    """`shared`: the LinformerProjection every layer uses under sharing="layerwise"."""
 
     # Its weights are over compressed slots (and, causal, the current block), not tokens.
     TOKEN_COLUMNS: ClassVar[bool] = False
     # causal None follows the model: a causal LM gets the causal Linformer, an encoder not.
     DEFAULTS: ClassVar[dict] = {"k": None, "causal": None, "sharing": "headwise",
                                 "block_size": None, "block_slots": None}
+    EXAMPLES: ClassVar[tuple[dict, ...]] = (
+        {"block_size": 4, "block_slots": 2},
+        {"block_size": 4, "block_slots": 3, "sharing": "none"},
+        {"block_size": 2, "block_slots": 1, "sharing": "kv"},
+        {"block_size": 4, "block_slots": 2, "sharing": "layerwise"},
+        {"causal": False, "k": 6, "sharing": "none"},
+        {"causal": False, "k": 6, "sharing": "kv"},
+    )
+    SHARED_NAME: ClassVar[str] = "linformer_shared"
+
+    @classmethod
+    def shared_module(cls, cfg: "ModelConfig"):
+        if cfg.attention_kwargs["sharing"] == "layerwise":
+            return LinformerProjection(cfg, name=cls.SHARED_NAME)
+        return None
 
     @staticmethod
     def fast_path(cfg: "ModelConfig", padded: bool, backend: str | None = None) -> bool:

@@ -18,17 +18,16 @@ import jax
 from flax import linen as nn
 
 from lowrank_jax.attention import cache, core
+from lowrank_jax.attention.base import Attention
 from lowrank_jax.validation import is_int, require
 
 if TYPE_CHECKING:
     from lowrank_jax.config import ModelConfig
 
 
-class LowRankQKAttention(nn.Module):
-    cfg: "ModelConfig"
-
+class LowRankQKAttention(Attention):
     DEFAULTS: ClassVar[dict] = {"r": None}
-    fast_path = staticmethod(core.token_fast_path)
+    EXAMPLES: ClassVar[tuple[dict, ...]] = ({"r": 2}, {"r": 4})
 
     @staticmethod
     def resolve(cfg: "ModelConfig", kwargs: dict) -> dict:

@@ -7,27 +7,15 @@ materialises), the XLA einsum path.
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, ClassVar
-
 import chex
 import jax
 from flax import linen as nn
 
 from lowrank_jax.attention import cache, core
+from lowrank_jax.attention.base import Attention
 
-if TYPE_CHECKING:
-    from lowrank_jax.config import ModelConfig
-
-class StandardAttention(nn.Module):
-    cfg: "ModelConfig"
-
-    DEFAULTS: ClassVar[dict] = {}
-    fast_path = staticmethod(core.token_fast_path)
-
-    @staticmethod
-    def resolve(cfg: "ModelConfig", kwargs: dict) -> dict:
-        del cfg  # no options
-        return kwargs
+class StandardAttention(Attention):
+    """No options: the base class's DEFAULTS, resolve and fast path."""
 
     @nn.compact
     def __call__(self, x_BLE: jax.Array, padding_mask_BL: jax.Array | None = None,
