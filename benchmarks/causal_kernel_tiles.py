@@ -8,7 +8,8 @@ import itertools
 import jax
 import jax.numpy as jnp
 
-from lowrank_jax.attention import core, linformer
+from lowrank_jax.attention import core
+from lowrank_jax.attention import linformer_ops as linformer
 from lowrank_jax.attention.linformer_kernel import causal_linformer_attention
 from train.perf import forward_backward, median_ms, with_projections
 

@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 from lowrank_jax import GPT, ConfigError
-from lowrank_jax.attention import attention_path, linformer
+from lowrank_jax.attention import attention_path
+from lowrank_jax.attention import linformer_ops as linformer
 
 from conftest import small_config
 

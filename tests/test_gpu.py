@@ -9,7 +9,8 @@ import pytest
 
 from configs.abc_sort import get_config
 from lowrank_jax import GPT, ModelConfig
-from lowrank_jax.attention import attention_path, linformer
+from lowrank_jax.attention import attention_path
+from lowrank_jax.attention import linformer_ops as linformer
 from lowrank_jax.model import Classifier
 from train.loop import train_and_evaluate
 

@@ -19,7 +19,8 @@ from typing import Callable, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from lowrank_jax.attention import core, linformer
+from lowrank_jax.attention import core
+from lowrank_jax.attention import linformer_ops as linformer
 
 TOKENS, HEADS, D_HEAD = 65536, 16, 64
 ATTENTION_LENGTHS = (1024, 4096, 16384, 32768)

@@ -15,10 +15,11 @@ Sharing (as in the paper and fairseq): "none", one E and F per head; "headwise",
 E and F per layer for all heads; "kv", E = F per layer; "layerwise", one E (= F) for
 every layer and head, owned by the GPT and passed in as `shared`.
 
-Fast paths (a GPU, bf16/fp16, weights not asked for): the bidirectional form compresses,
-then runs cuDNN flash attention over the k slots; the causal form runs the fused Pallas
-kernel of linformer_kernel.py, which never builds the (B, H, L, k + b) scores. Both take
-padding masks, and both compute the same function as the einsum forms below.
+This file is the module (options, projections, the decode cache); the math is in
+linformer_ops.py. Fast paths (a GPU, bf16/fp16, weights not asked for): the bidirectional
+form compresses, then runs cuDNN flash attention over the k slots; the causal form runs
+the fused Pallas kernel of linformer_kernel.py, which never builds the (B, H, L, k + b)
+scores. Both take padding masks, and both compute the same function as the einsum forms.
 """
 from __future__ import annotations
 
@@ -31,6 +32,7 @@ import jax.numpy as jnp
 from flax import linen as nn
 
 from lowrank_jax.attention import cache, core, linformer_kernel
+from lowrank_jax.attention import linformer_ops as ops
 from lowrank_jax.attention.base import Attention
 from lowrank_jax.validation import check_choice, is_int, require
 
@@ -106,127 +108,6 @@ class LinformerProjection(nn.Module):
     def __call__(self) -> jax.Array:
         return self.param("E", projection_init(self.cfg), projection_shape(self.cfg),
                           self.cfg.params_dtype)
-
-
-def compress(x_BLHD, P):
-    """Sequence-axis projection P^T x: P is (L, k) shared by heads or (H, L, k) per head."""
-    if P.ndim == 2:
-        return jnp.einsum("blhd,lk->bkhd", x_BLHD, P)
-    return jnp.einsum("blhd,hlk->bkhd", x_BLHD, P)
-
-
-def compress_sequence(k_BLHD, v_BLHD, E, F):
-    """(E^T K, F^T V) with E and F sliced to the input length: (B, k, H, D) each."""
-    length = k_BLHD.shape[1]
-    return compress(k_BLHD, E[..., :length, :]), compress(v_BLHD, F[..., :length, :])
-
-
-def bidirectional_attention(q_BLHD, k_BLHD, v_BLHD, E, F, scale):
-    """Returns (out_BLHD, probs_BHLK)."""
-    k_BKHD, v_BKHD = compress_sequence(k_BLHD, v_BLHD, E, F)
-    every_slot_LK = jnp.ones((q_BLHD.shape[1], k_BKHD.shape[1]), bool)
-    return core.softmax_attention(q_BLHD, k_BKHD, v_BKHD, every_slot_LK, scale)
-
-
-def bidirectional_attention_fast(q_BLHD, k_BLHD, v_BLHD, E, F, scale):
-    """bidirectional_attention's output through cuDNN: the k slots are just a shorter key axis."""
-    k_BKHD, v_BKHD = compress_sequence(k_BLHD, v_BLHD, E, F)
-    return core.cudnn_attention(q_BLHD, k_BKHD, v_BKHD, causal=False, scale=scale)
-
-
-def to_blocks(x_BLHD, block_size: int):
-    """(B, N, b, H, D) with N = ceil(L / b); the padding is in the future of every real query."""
-    batch, length, heads, _ = x_BLHD.shape
-    n = -(-length // block_size)                        # blocks, the last one maybe partial
-    x_BLHD = cache.pad_rows(x_BLHD, n * block_size)
-    return x_BLHD.reshape(batch, n, block_size, heads, -1)
-
-
-def compress_blocks(x_BNbHD, P):
-    """Block j -> its c slots E_j^T x_j: (B, N*c, H, D). P is (max_len, c) or (H, max_len, c)."""
-    batch, n, block_size, heads, _ = x_BNbHD.shape
-    slots = P.shape[-1]
-    P = P[..., :n * block_size, :].reshape(*P.shape[:-2], n, block_size, slots)
-    spec = "bnihd,nic->bnchd" if P.ndim == 3 else "bnihd,hnic->bnchd"
-    return jnp.einsum(spec, x_BNbHD, P).reshape(batch, n * slots, heads, -1)
-
-
-def causal_attention(q_BLHD, k_BLHD, v_BLHD, E, F, block_size: int, slots: int, scale,
-                     padding_mask_BL=None):
-    """Returns (out_BLHD, probs_BHLM): M is the slots of the ceil(L / b) blocks present,
-    then block_size columns for the keys of the query's own block."""
-    batch, length, heads, _ = q_BLHD.shape
-    n = -(-length // block_size)                        # blocks, the last one maybe partial
-    padded = n * block_size
-    q_BNbHD, k_BNbHD, v_BNbHD = (to_blocks(x, block_size) for x in (q_BLHD, k_BLHD, v_BLHD))
-    k_BMHD, v_BMHD = compress_blocks(k_BNbHD, E), compress_blocks(v_BNbHD, F)
-    wide = core.at_least_float32(q_BLHD.dtype)
-    slot_scores = jnp.einsum("bnihd,bmhd->bhnim", q_BNbHD, k_BMHD, preferred_element_type=wide)
-    local_scores = jnp.einsum("bnihd,bnjhd->bhnij", q_BNbHD, k_BNbHD, preferred_element_type=wide)
-    completed_NM = jnp.arange(n * slots)[None, :] // slots < jnp.arange(n)[:, None]
-    earlier = core.causal_mask_LS(block_size)
-    if padding_mask_BL is not None:  # (B, 1, N, b, b): padded own-block keys hidden too
-        real_BL = jnp.pad(padding_mask_BL, ((0, 0), (0, padded - length)))
-        real_BNb = real_BL.reshape(batch, n, block_size)
-        earlier = (earlier & real_BNb[:, None, :, None, :]) | jnp.eye(block_size, dtype=bool)
-    scores = jnp.concatenate([jnp.where(completed_NM[:, None, :], slot_scores, -jnp.inf),
-                              jnp.where(earlier, local_scores, -jnp.inf)], axis=-1) * scale
-    probs = jax.nn.softmax(scores, axis=-1)             # one softmax over slots and local keys
-    p = probs.astype(v_BLHD.dtype)
-    out_BNbHD = (jnp.einsum("bhnim,bmhd->bnihd", p[..., :n * slots], v_BMHD)
-                 + jnp.einsum("bhnij,bnjhd->bnihd", p[..., n * slots:], v_BNbHD))
-    out_BLHD = out_BNbHD.reshape(batch, padded, heads, -1)[:, :length]
-    probs_BHLM = probs.reshape(batch, heads, padded, -1)[:, :, :length]
-    return out_BLHD, probs_BHLM
-
-
-def causal_attention_fast(q_BLHD, k_BLHD, v_BLHD, E, F, block_size: int, slots: int, scale,
-                          padding_mask_BL=None, interpret: bool = False):
-    """causal_attention's output through the fused kernel (linformer_kernel.py); the
-    sequence is padded to whole blocks, in the future of every real query."""
-    length = q_BLHD.shape[1]
-    padded = -(-length // block_size) * block_size
-    q_BLHD, k_BLHD, v_BLHD = (cache.pad_rows(x, padded) for x in (q_BLHD, k_BLHD, v_BLHD))
-    k_BMHD = compress_blocks(to_blocks(k_BLHD, block_size), E)
-    v_BMHD = compress_blocks(to_blocks(v_BLHD, block_size), F)
-    real_BL = (None if padding_mask_BL is None
-               else jnp.pad(padding_mask_BL, ((0, 0), (0, padded - length))))
-    out_BLHD = linformer_kernel.causal_linformer_attention(
-        q_BLHD, k_BLHD, v_BLHD, k_BMHD, v_BMHD, block_size=block_size, slots=slots, scale=scale,
-        real_BL=real_BL, interpret=interpret)
-    return out_BLHD[:, :length]
-
-
-def finished_slots(x_BLHD, P, lengths_B, block_size: int, total_slots: int):
-    """The prefill's slots: E_j^T x_j for each block j that a row has finished, zeros for the
-    rest; (B, total_slots, H, D)."""
-    slots_BMHD = compress_blocks(to_blocks(x_BLHD, block_size), P)
-    block_M = jnp.arange(slots_BMHD.shape[1]) // P.shape[-1]
-    finished_BM = (block_M + 1) * block_size <= lengths_B[:, None]
-    return cache.pad_rows(jnp.where(finished_BM[:, :, None, None], slots_BMHD, 0), total_slots)
-
-
-def current_block(x_BLHD, lengths_B, block_size: int):
-    """The raw rows of the block each row's next token goes to: (B, b, H, D)."""
-    # Room for a whole block after the last one present: a row that ends a block starts a new one.
-    x_BLHD = cache.pad_rows(x_BLHD, (x_BLHD.shape[1] // block_size + 1) * block_size)
-    start_B = lengths_B // block_size * block_size
-    return jax.vmap(lambda x, s: jax.lax.dynamic_slice_in_dim(x, s, block_size))(x_BLHD, start_B)
-
-
-def store_finished_block(slots_BMHD, block_BbHD, P, block_B, finished_B):
-    """Writes E_j^T x_j into the c slots of block j = block_B[b] of every row b that has just
-    finished it; the other rows keep their slots."""
-    batch, block_size = block_BbHD.shape[:2]
-    slots = P.shape[-1]
-    P_blocks = P.reshape(*P.shape[:-2], -1, block_size, slots)   # (N, b, c) or (H, N, b, c)
-    if P.ndim == 2:
-        new_BcHD = jnp.einsum("bihd,bic->bchd", block_BbHD, P_blocks[block_B])
-    else:
-        new_BcHD = jnp.einsum("bihd,hbic->bchd", block_BbHD, P_blocks[:, block_B])
-    batch_B1, rows_Bc = jnp.arange(batch)[:, None], block_B[:, None] * slots + jnp.arange(slots)
-    kept_BcHD = jnp.where(finished_B[:, None, None, None], new_BcHD, slots_BMHD[batch_B1, rows_Bc])
-    return slots_BMHD.at[batch_B1, rows_Bc].set(kept_BcHD)
 
 
 class LinformerAttention(Attention):
@@ -306,10 +187,10 @@ class LinformerAttention(Attention):
         key_block, value_block = (variable(n, size, x) for n, x in (("key_block", k_BLHD),
                                                                     ("value_block", v_BLHD)))
         if not step:
-            key_slots.value = finished_slots(k_BLHD, E, lengths_B, size, total)
-            value_slots.value = finished_slots(v_BLHD, F, lengths_B, size, total)
-            key_block.value = current_block(k_BLHD, lengths_B, size)
-            value_block.value = current_block(v_BLHD, lengths_B, size)
+            key_slots.value = ops.finished_slots(k_BLHD, E, lengths_B, size, total)
+            value_slots.value = ops.finished_slots(v_BLHD, F, lengths_B, size, total)
+            key_block.value = ops.current_block(k_BLHD, lengths_B, size)
+            value_block.value = ops.current_block(v_BLHD, lengths_B, size)
             return attend(q_BLHD, k_BLHD, v_BLHD)
         block_B, offset_B = jnp.divmod(lengths_B - 1, size)
         key_block.value = cache.write_at(key_block.value, k_BLHD, offset_B)
@@ -323,9 +204,9 @@ class LinformerAttention(Attention):
             visible_BS[:, None, None, :], scale)
         core.sow_weights(self, probs_BH1S)
         finished_B = offset_B == size - 1
-        key_slots.value = store_finished_block(key_slots.value, key_block.value, E, block_B,
+        key_slots.value = ops.store_finished_block(key_slots.value, key_block.value, E, block_B,
                                                finished_B)
-        value_slots.value = store_finished_block(value_slots.value, value_block.value, F, block_B,
+        value_slots.value = ops.store_finished_block(value_slots.value, value_block.value, F, block_B,
                                                  finished_B)
         return out_BLHD
 
@@ -349,15 +230,15 @@ class LinformerAttention(Attention):
 
         def attend(q_BLHD, k_BLHD, v_BLHD):
             if fast and kw["causal"]:
-                return causal_attention_fast(q_BLHD, k_BLHD, v_BLHD, E, F, kw["block_size"],
+                return ops.causal_attention_fast(q_BLHD, k_BLHD, v_BLHD, E, F, kw["block_size"],
                                              kw["block_slots"], scale, padding_mask_BL)
             if fast:
-                return bidirectional_attention_fast(q_BLHD, k_BLHD, v_BLHD, E, F, scale)
+                return ops.bidirectional_attention_fast(q_BLHD, k_BLHD, v_BLHD, E, F, scale)
             if kw["causal"]:
-                out_BLHD, probs = causal_attention(q_BLHD, k_BLHD, v_BLHD, E, F, kw["block_size"],
+                out_BLHD, probs = ops.causal_attention(q_BLHD, k_BLHD, v_BLHD, E, F, kw["block_size"],
                                                    kw["block_slots"], scale, padding_mask_BL)
             else:
-                out_BLHD, probs = bidirectional_attention(q_BLHD, k_BLHD, v_BLHD, E, F, scale)
+                out_BLHD, probs = ops.bidirectional_attention(q_BLHD, k_BLHD, v_BLHD, E, F, scale)
             core.sow_weights(self, probs)
             return out_BLHD
 

@@ -1,6 +1,6 @@
 """The causal Linformer as one fused flash-attention kernel (Pallas, Triton backend).
 
-The same function as `linformer.causal_attention`, without its (B, H, L, k + b) score
+The same function as `linformer_ops.causal_attention`, without its (B, H, L, k + b) score
 tensor: a query tile of block j runs one online softmax over the j * c slots of the
 blocks before it, then over its own block's keys up to itself, and keeps only its
 output and its log-sum-exp. The backward recomputes the probabilities from that
