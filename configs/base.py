@@ -1,12 +1,15 @@
 """The fields every experiment config has, with neutral defaults; experiments override them."""
+import dataclasses
+
 import ml_collections
 
-MODEL_DEFAULTS = dict(
-    vocab_size=256, max_len=512, d_model=256, n_layers=4, n_heads=4, d_ff=1024,
-    attention="standard", attention_kwargs={}, norm="layernorm", norm_position="pre",
-    ffn="dense", ffn_rank=0, activation="gelu", dropout=0.0, use_bias=True, tie_embeddings=True,
-    dtype="float32", param_dtype="float32", embed_init_std=0.02, remat="none",
-)
+from lowrank_jax.config import ModelConfig
+
+# ModelConfig's own defaults, but for the fields a run sets itself (dropout on in
+# training, the decode modes in generation).
+RUN_FIELDS = ("deterministic", "mode")
+MODEL_DEFAULTS = {f.name: f.default_factory() if callable(f.default_factory) else f.default
+                  for f in dataclasses.fields(ModelConfig) if f.name not in RUN_FIELDS}
 
 
 def make_config(task: str, model: dict, **training) -> ml_collections.ConfigDict:
@@ -40,13 +43,15 @@ LM_LOCAL_TRAINING = dict(steps=1500, batch_size=16, lr=2e-3, warmup_steps=100, l
                          eval_every=500, checkpoint_every=500)
 
 
-def make_lm_config(arg: str, model: dict, local_model: dict, **training):
+def make_lm_config(arg: str, model, local_model, **training):
     """`arg` "" for the GPU-sized run, "local" for the CPU-sized one; vocab_size 0 in a
-    model takes the tokenizer's."""
+    model takes the tokenizer's. `model` and `local_model` are the fields an experiment
+    sets, or functions of the size they land on (for options sized by d_head)."""
     if arg not in ("", "local"):
         raise ValueError(f"unknown argument {arg!r}; leave it out, or use :local.")
     local = arg == "local"
-    model = {**(LM_LOCAL_MODEL if local else LM_MODEL), **(local_model if local else model)}
+    size, changes = (LM_LOCAL_MODEL, local_model) if local else (LM_MODEL, model)
+    model = {**size, **(changes(size) if callable(changes) else changes)}
     config = make_config("text", model, **{**(LM_LOCAL_TRAINING if local else LM_TRAINING),
                                            **training})
     config.data = ml_collections.ConfigDict(DATA_DEFAULTS)

@@ -6,9 +6,10 @@ on the default corpus (the Python standard library).
 from configs.base import make_lm_config
 
 
-def attention(d_head: int) -> dict:
+def attention(model: dict) -> dict:
+    d_head = model["d_model"] // model["n_heads"]
     return dict(attention="deep_qkv", attention_kwargs={"rank": d_head // 2})
 
 
 def get_config(arg: str = ""):
-    return make_lm_config(arg, attention(512 // 8), attention(128 // 4))
+    return make_lm_config(arg, attention, attention)

@@ -48,7 +48,7 @@ class ModelConfig:
     norm: str = "layernorm"
     norm_position: str = "pre"
     ffn: str = "dense"
-    ffn_rank: Any = None  # the rank of both factorized FFN matrices when ffn="lowrank"
+    ffn_rank: int = 0  # the rank of both factorized FFN matrices when ffn="lowrank" (0: unset)
     activation: str = "gelu"
     dropout: float = 0.0
     use_bias: bool = True

@@ -20,7 +20,7 @@ BAD = [
     (dict(norm_position="middle"), r"norm_position='middle' is not allowed; choose one of 'pre', 'post'\."),
     (dict(activation="tanh"), r"activation='tanh' is not allowed; choose one of 'relu', 'gelu'\."),
     (dict(ffn="moe"), r"ffn='moe' is not allowed; choose one of 'dense', 'lowrank'\."),
-    (dict(ffn="lowrank"), r"ffn_rank=None is not allowed with ffn='lowrank'; it must be an integer from 1 to min\(d_model, d_ff\)=16\."),
+    (dict(ffn="lowrank"), r"ffn_rank=0 is not allowed with ffn='lowrank'; it must be an integer from 1 to min\(d_model, d_ff\)=16\."),
     (dict(dtype="int8"), r"dtype='int8' is not allowed; choose one of 'float32', 'bfloat16', 'float16', 'float64'\."),
     (dict(dtype="float64"), r"dtype='float64' needs JAX's x64 mode"),
     (dict(dropout=1.0), r"dropout=1\.0 is not allowed; it must be in \[0, 1\)\."),
