@@ -199,6 +199,22 @@ def test_generate_refuses_bad_input(text_run, args, message):
     assert_clean_error(run("train.generate", "--workdir", text_run[0], *flat), message)
 
 
+def test_generation_needs_the_workdir_alone(corpus_dir, tmp_path):
+    """The tokenizer is in the workdir: the corpus (and its token cache) may be gone."""
+    from train.pretrained import load_pretrained
+
+    corpus = shutil.copytree(corpus_dir, tmp_path / "corpus")
+    config = tiny_config(corpus, tmp_path / "cache", steps=4)
+    workdir = str(tmp_path / "run")
+    train_and_evaluate(config, workdir)
+    shutil.rmtree(corpus)
+    shutil.rmtree(tmp_path / "cache")
+    model, _, tokenizer, _ = load_pretrained(workdir)
+    assert model.cfg.vocab_size == tokenizer.vocab_size == 256
+    result = run("train.generate", "--workdir", workdir, "--prompt", "def", "--max-new-tokens", "3")
+    assert result.returncode == 0 and result.stdout.startswith("def"), result.stderr
+
+
 def test_python_api_loads_and_generates(text_run):
     from lowrank_jax import generate
     from train.pretrained import load_pretrained

@@ -43,7 +43,7 @@ def parse_args(argv: list[str]):
 def main(argv: list[str]) -> None:
     with exit_on_user_error(PROGRAM):
         args = parse_args(argv)
-        run = load_latest(args.workdir)
+        run = load_latest(args.workdir, with_data=False)
         if run.tokenizer is None:
             raise UserError(f"workdir {args.workdir!r} holds a {run.config.task!r} model, not a "
                             "language model on text; pass the workdir of a text run.")

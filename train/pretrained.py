@@ -9,26 +9,28 @@ import ml_collections
 from lowrank_jax.config import ModelConfig
 from lowrank_jax.model import GPT
 from lowrank_jax.tasks import Task
-from lowrank_jax.training.config import check_train_config
+from lowrank_jax.tasks import TASKS
+from lowrank_jax.training.config import check_train_config, model_config
 from lowrank_jax.training.optim import make_optimizer
 from lowrank_jax.training.state import abstract_state, make_mesh
 from train.checkpoint import CHECKPOINT_DIR, Checkpointer, check_vocab
-from train.data import load_task_data
+from train.data import load_task_data, read_tokenizer, tokenizer_path
 from train.errors import UserError
 
 
 class Run(NamedTuple):
     config: ml_collections.ConfigDict
     model_cfg: ModelConfig
-    task: Task
+    task: Task | None       # None for a text run loaded without its data
     params: Any
     step: int
     tokenizer: Any          # None for tasks with their own vocabulary
 
 
-def load_latest(workdir: str, data_overrides: dict | None = None) -> Run:
+def load_latest(workdir: str, data_overrides: dict | None = None, with_data: bool = True) -> Run:
     """The newest checkpoint in `workdir` with everything needed to use it, on one device.
-    `data_overrides` changes how a text task reads its data (e.g. eval_windows), not which."""
+    `data_overrides` changes how a text task reads its data (e.g. eval_windows), not which.
+    `with_data=False` (generation) reads the workdir alone: the corpus may be gone."""
     if not os.path.isdir(os.path.join(workdir, CHECKPOINT_DIR)):
         raise UserError(f"workdir {workdir!r} holds no checkpoint; train one first with "
                         f"python -m train --workdir {workdir}.")
@@ -41,18 +43,32 @@ def load_latest(workdir: str, data_overrides: dict | None = None) -> Run:
         config = ml_collections.ConfigDict(meta["config"])
         if data_overrides:
             config.data.update(data_overrides)
-        tokenizer, data = load_task_data(config, workdir, resuming=True)
-        model_cfg, task = check_train_config(config, data)
+        if with_data:
+            tokenizer, data = load_task_data(config, workdir, resuming=True)
+            model_cfg, task = check_train_config(config, data)
+        else:
+            tokenizer, task = without_data(config, workdir)
+            model_cfg = model_config(config, tokenizer and tokenizer.vocab_size)
         check_vocab(meta, model_cfg.vocab_size)
+        # Parameter shapes do not depend on the length the model is traced at.
         abstract = abstract_state(GPT(model_cfg), make_optimizer(config), config.seed,
-                                  task.seq_len, make_mesh(1))
+                                  model_cfg.max_len + 1, make_mesh(1))
         params = ckpt.restore(step, abstract).params
     finally:
         ckpt.close()
     return Run(config, model_cfg, task, params, step, tokenizer)
 
 
+def without_data(config, workdir: str):
+    """(tokenizer, task) without reading a corpus: a text run's tokenizer is in its workdir
+    and its task needs the data (None); other tasks make their own."""
+    if config.task == "text":
+        return read_tokenizer(tokenizer_path(workdir)), None
+    return None, TASKS[config.task](model_config(config), None)
+
+
 def load_pretrained(workdir: str):
-    """(model, params, tokenizer, config) of the newest checkpoint in a training workdir."""
-    run = load_latest(workdir)
+    """(model, params, tokenizer, config) of the newest checkpoint in a training workdir;
+    the workdir alone is read (its tokenizer.json), not the training corpus."""
+    run = load_latest(workdir, with_data=False)
     return GPT(run.model_cfg), run.params, run.tokenizer, run.config

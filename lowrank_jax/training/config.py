@@ -18,7 +18,7 @@ def check_train_config(config, data=None) -> tuple[ModelConfig, Task]:
     """Raises ConfigError with one sentence for the first bad field; returns (model config,
     task). `data` is what the task reads (the text task's corpus), made by train/."""
     check_training_fields(config)
-    model_cfg = model_config(config, data)
+    model_cfg = model_config(config, None if data is None else len(data.byte_lengths))
     task = TASKS[config.task](model_cfg, data)
     hint = " (0 takes the tokenizer's)" if config.task == "text" else ""
     require(model_cfg.vocab_size == task.vocab_size,
@@ -30,12 +30,12 @@ def check_train_config(config, data=None) -> tuple[ModelConfig, Task]:
     return model_cfg, task
 
 
-def model_config(config, data=None) -> ModelConfig:
-    """The text task's model.vocab_size 0 means the tokenizer's vocabulary; until the
+def model_config(config, vocab_size: int | None = None) -> ModelConfig:
+    """The text task's model.vocab_size 0 means the tokenizer's, `vocab_size`; until the
     tokenizer is known, every other field is still checked."""
     model = config.model.to_dict()
     if model["vocab_size"] == 0 and config.task == "text":
-        model["vocab_size"] = len(data.byte_lengths) if data is not None else 1
+        model["vocab_size"] = vocab_size or 1
     return ModelConfig.from_dict(model)
 
 
