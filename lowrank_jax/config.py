@@ -1,6 +1,6 @@
 """ModelConfig: the one frozen description of a model, validated at construction.
 
-Every check raises `ConfigError` with one sentence that names the field, the value given
+Every check raises `UserError` with one sentence that names the field, the value given
 and what is allowed, so command-line tools can print it as-is and exit 2.
 """
 from __future__ import annotations
@@ -13,7 +13,7 @@ import jax.numpy as jnp
 from flax.core import FrozenDict
 
 from lowrank_jax.attention import ATTENTIONS
-from lowrank_jax.validation import ConfigError, check_choice, check_kwargs, is_int, is_number, require
+from lowrank_jax.validation import UserError, check_choice, check_kwargs, is_int, is_number, require
 
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16, "float16": jnp.float16,
           "float64": jnp.float64}
@@ -124,10 +124,12 @@ class ModelConfig:
 
     @property
     def compute_dtype(self):
+        """The jnp dtype activations are computed in (the field dtype names it)."""
         return DTYPES[self.dtype]
 
     @property
-    def params_dtype(self):
+    def storage_dtype(self):
+        """The jnp dtype parameters are stored in (the field param_dtype names it)."""
         return DTYPES[self.param_dtype]
 
     def replace(self, **changes) -> "ModelConfig":
@@ -143,6 +145,6 @@ class ModelConfig:
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(values) - known)
         if unknown:
-            raise ConfigError(f"model.{unknown[0]} is not a model field; "
+            raise UserError(f"model.{unknown[0]} is not a model field; "
                               f"known fields are {', '.join(sorted(known))}.")
         return cls(**values)

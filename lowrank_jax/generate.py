@@ -25,7 +25,7 @@ import numpy as np
 from lowrank_jax.config import ModelConfig
 from lowrank_jax.model import GPT
 from lowrank_jax.sampling import SamplingConfig, sample
-from lowrank_jax.validation import ConfigError, is_int, require
+from lowrank_jax.validation import UserError, is_int, require
 
 
 class Generation(NamedTuple):
@@ -50,7 +50,7 @@ def generate(model: GPT, params, prompt, max_new_tokens: int = 64, temperature: 
 
     `prompt`: an int (B, P) array, or a list of B token lists of any lengths. `rng`: one
     key, one key per row (shape (B,)), or None for jax.random.key(0); temperature=0 is
-    greedy. Raises ConfigError for bad input.
+    greedy. Raises UserError for bad input.
     """
     require(isinstance(model, GPT),
             f"model={type(model).__name__} is not allowed; generate needs a GPT language model.")
@@ -98,7 +98,7 @@ def prompt_rows(prompt, vocab_size: int) -> list[np.ndarray]:
                 f"prompt row {b} is not allowed; each row must be a sequence of integer token ids.")
         bad = row[(row < 0) | (row >= vocab_size)]
         if bad.size:
-            raise ConfigError(f"prompt token {bad[0]} in row {b} is not allowed; token ids must be "
+            raise UserError(f"prompt token {bad[0]} in row {b} is not allowed; token ids must be "
                               f"in [0, vocab_size={vocab_size}).")
     return rows
 

@@ -22,12 +22,12 @@ def make_norm(cfg: "ModelConfig", name: str) -> nn.Module:
     kinds = {"layernorm": nn.LayerNorm, "rmsnorm": nn.RMSNorm}
     extra = {"use_fast_variance": False} if cfg.norm == "layernorm" else {}
     return kinds[cfg.norm](epsilon=NORM_EPS, dtype=cfg.compute_dtype, **extra,
-                           param_dtype=cfg.params_dtype, name=name)
+                           param_dtype=cfg.storage_dtype, name=name)
 
 
 def dense(cfg: "ModelConfig", features: int, name: str) -> nn.Module:
     return nn.Dense(features, use_bias=cfg.use_bias, kernel_init=torch_linear_init,
-                    dtype=cfg.compute_dtype, param_dtype=cfg.params_dtype, name=name)
+                    dtype=cfg.compute_dtype, param_dtype=cfg.storage_dtype, name=name)
 
 
 class LowRankLinear(nn.Module):
@@ -52,7 +52,7 @@ class LowRankLinear(nn.Module):
 
 def ffn_layer(cfg: "ModelConfig", features: int, name: str) -> nn.Module:
     if cfg.ffn == "lowrank":
-        return LowRankLinear(features, cfg.ffn_rank, cfg.compute_dtype, cfg.params_dtype, name=name)
+        return LowRankLinear(features, cfg.ffn_rank, cfg.compute_dtype, cfg.storage_dtype, name=name)
     return dense(cfg, features, name)
 
 

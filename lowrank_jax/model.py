@@ -14,7 +14,7 @@ from flax import traverse_util
 from lowrank_jax.attention import ATTENTIONS, cache, shared_module_names
 from lowrank_jax.attention.core import ATTENTION_WEIGHTS, at_least_float32
 from lowrank_jax.config import ModelConfig
-from lowrank_jax.validation import ConfigError
+from lowrank_jax.validation import UserError
 from lowrank_jax.layers import FeedForward, make_norm
 
 
@@ -53,12 +53,12 @@ def decode_positions(module: nn.Module, cfg: ModelConfig, tokens_BL, padding_mas
     """
     batch, length = tokens_BL.shape
     if cfg.mode == "step" and not module.has_variable(cache.CACHE, "lengths"):
-        raise ConfigError("mode='step' needs the cache a prefill made; apply the model with "
+        raise UserError("mode='step' needs the cache a prefill made; apply the model with "
                           "mode='prefill' first and pass its 'cache' collection back.")
     lengths = cache.cache_variable(module, "lengths", (batch,), jnp.int32)
     if cfg.mode == "step":
         if length != 1:
-            raise ConfigError(f"a decode step of {length} tokens is not allowed; after the prefill "
+            raise UserError(f"a decode step of {length} tokens is not allowed; after the prefill "
                               "each call adds exactly one token a row.")
         positions_BL = lengths.value[:, None]
         lengths.value = lengths.value + 1
@@ -80,17 +80,17 @@ def encode(module: nn.Module, cfg: ModelConfig, tokens_BL, padding_mask_BL):
     chex.assert_rank(tokens_BL, 2)
     length = tokens_BL.shape[1]
     if length > cfg.max_len:
-        raise ConfigError(f"a sequence of length {length} is longer than max_len={cfg.max_len}; "
+        raise UserError(f"a sequence of length {length} is longer than max_len={cfg.max_len}; "
                           "pass at most max_len tokens or build the model with a larger max_len.")
     if padding_mask_BL is not None:
         chex.assert_shape(padding_mask_BL, tokens_BL.shape)
         padding_mask_BL = padding_mask_BL.astype(bool)
     embed_init = nn.initializers.normal(cfg.embed_init_std)
     token_embed = nn.Embed(cfg.vocab_size, cfg.d_model, embedding_init=embed_init,
-                           dtype=cfg.compute_dtype, param_dtype=cfg.params_dtype,
+                           dtype=cfg.compute_dtype, param_dtype=cfg.storage_dtype,
                            name="token_embed")
     pos_embed_LE = module.param("pos_embed", embed_init, (cfg.max_len, cfg.d_model),
-                                cfg.params_dtype)
+                                cfg.storage_dtype)
     tokens_BLE, lengths_B = token_embed(tokens_BL), None
     if cfg.decoding:
         positions_BL, lengths_B = decode_positions(module, cfg, tokens_BL, padding_mask_BL)
@@ -126,7 +126,7 @@ class GPT(nn.Module):
             logits_BLV = token_embed.attend(x_BLE)
         else:
             logits_BLV = nn.Dense(cfg.vocab_size, use_bias=cfg.use_bias, dtype=cfg.compute_dtype,
-                                  param_dtype=cfg.params_dtype, name="lm_head")(x_BLE)
+                                  param_dtype=cfg.storage_dtype, name="lm_head")(x_BLE)
         chex.assert_shape(logits_BLV, (*tokens_BL.shape, cfg.vocab_size))
         return logits_BLV.astype(at_least_float32(cfg.compute_dtype))
 
@@ -146,7 +146,7 @@ class Classifier(nn.Module):
         weights_BL1 = real_BL[..., None].astype(x_BLE.dtype)
         pooled_BE = (x_BLE * weights_BL1).sum(1) / jnp.maximum(weights_BL1.sum(1), 1)
         logits_BC = nn.Dense(self.num_classes, dtype=cfg.compute_dtype,
-                             param_dtype=cfg.params_dtype, name="classifier")(pooled_BE)
+                             param_dtype=cfg.storage_dtype, name="classifier")(pooled_BE)
         return logits_BC.astype(at_least_float32(cfg.compute_dtype))
 
 

@@ -63,17 +63,18 @@ def keep_top_p(logits_BV, p):
     return jnp.where(keep_BV, logits_BV, -jnp.inf)
 
 
-def next_token_logits(logits_BV, seen_BV, cfg: SamplingConfig):
+def next_token_logits(logits_BV, seen_BV, sampling: SamplingConfig):
     """The filtered, temperature-scaled logits sampling draws from (greedy: unscaled)."""
-    logits_BV = penalize_repeats(logits_BV.astype(jnp.float32), seen_BV, cfg.repetition_penalty)
-    if cfg.temperature > 0:
-        logits_BV = logits_BV / cfg.temperature
-    return keep_top_p(keep_top_k(logits_BV, cfg.top_k), cfg.top_p)
+    logits_BV = penalize_repeats(logits_BV.astype(jnp.float32), seen_BV,
+                                 sampling.repetition_penalty)
+    if sampling.temperature > 0:
+        logits_BV = logits_BV / sampling.temperature
+    return keep_top_p(keep_top_k(logits_BV, sampling.top_k), sampling.top_p)
 
 
-def sample(key, logits_BV, seen_BV, cfg: SamplingConfig):
+def sample(key, logits_BV, seen_BV, sampling: SamplingConfig):
     """int32 (B,) next tokens; `seen_BV` marks tokens already in each row."""
-    filtered_BV = next_token_logits(logits_BV, seen_BV, cfg)
-    if cfg.temperature == 0:
+    filtered_BV = next_token_logits(logits_BV, seen_BV, sampling)
+    if sampling.temperature == 0:
         return jnp.argmax(filtered_BV, axis=-1).astype(jnp.int32)
     return jax.random.categorical(key, filtered_BV, axis=-1).astype(jnp.int32)

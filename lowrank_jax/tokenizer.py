@@ -12,7 +12,7 @@ from typing import Protocol
 import numpy as np
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
-from lowrank_jax.validation import ConfigError, is_int, require
+from lowrank_jax.validation import UserError, is_int, require
 
 BYTE_VOCAB = 256
 # The smallest BPE vocabulary: the 256 byte symbols plus room for merges.
@@ -96,12 +96,12 @@ def from_json(text: str) -> TextTokenizer:
     try:
         data = json.loads(text)
     except json.JSONDecodeError as err:
-        raise ConfigError(f"the tokenizer file is not JSON ({err.msg} at line {err.lineno}).") from None
+        raise UserError(f"the tokenizer file is not JSON ({err.msg} at line {err.lineno}).") from None
     if data.get("kind") == "bytes":
         return ByteTokenizer()
     spec = data["tokenizer"] if data.get("kind") == "bpe" else data
     try:
         return BPETokenizer(Tokenizer.from_str(json.dumps(spec)))
     except Exception as err:  # tokenizers raises its own exception type with a long text
-        raise ConfigError("the tokenizer file is not a tokenizer.json that HF tokenizers can "
+        raise UserError("the tokenizer file is not a tokenizer.json that HF tokenizers can "
                           f"read ({str(err).splitlines()[0][:120]}).") from None

@@ -1,16 +1,18 @@
-"""One-sentence validation errors shared by every config check in the package."""
+"""One-sentence errors for a user's bad input, shared by every check in the package and
+by the entry points in train/ (which print them and exit 2)."""
 from __future__ import annotations
 
 from typing import Any, Mapping
 
 
-class ConfigError(ValueError):
-    """A configuration value that is not allowed; the message is one sentence for the user."""
+class UserError(ValueError):
+    """Bad input a user can fix (a config value, an argument, a file, a workdir); the
+    message is one sentence naming what was given and what is allowed."""
 
 
 def require(ok: bool, message: str) -> None:
     if not ok:
-        raise ConfigError(message)
+        raise UserError(message)
 
 
 def is_int(value: Any) -> bool:
@@ -31,5 +33,5 @@ def check_kwargs(owner: str, given: Mapping[str, Any], defaults: Mapping[str, An
     unknown = sorted(set(given) - set(defaults))
     if unknown:
         allowed = ", ".join(sorted(defaults)) or "none"
-        raise ConfigError(f"{owner} got unknown key {unknown[0]!r}; allowed keys are {allowed}.")
+        raise UserError(f"{owner} got unknown key {unknown[0]!r}; allowed keys are {allowed}.")
     return {**defaults, **given}

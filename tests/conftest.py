@@ -12,7 +12,7 @@ import contextlib  # noqa: E402
 import jax  # noqa: E402
 import pytest  # noqa: E402
 
-from lowrank_jax import ATTENTIONS, ConfigError, ModelConfig  # noqa: E402
+from lowrank_jax import ATTENTIONS, UserError, ModelConfig  # noqa: E402
 
 
 def small_config(**changes) -> ModelConfig:
@@ -29,7 +29,7 @@ def variant_cases(causal: bool = True) -> list[tuple[str, dict]]:
         for kwargs in variant.EXAMPLES:
             try:
                 small_config(attention=name, attention_kwargs=kwargs, causal=causal)
-            except ConfigError:
+            except UserError:
                 continue
             cases.append((name, kwargs))
     return cases

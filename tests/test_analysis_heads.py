@@ -9,8 +9,8 @@ from lowrank_jax.analysis.softmax_lowrank import rank_sweep, softmax_rows, trunc
 L, D, B = 12, 3, 4
 
 
-def causal_attention(logits_LxL):
-    return softmax_rows(np.where(np.tril(np.ones((L, L), bool)), logits_LxL, -np.inf))
+def causal_attention(logits_LS):
+    return softmax_rows(np.where(np.tril(np.ones((L, L), bool)), logits_LS, -np.inf))
 
 
 @pytest.fixture(scope="module")
@@ -44,15 +44,15 @@ def test_a_head_is_the_mean_of_its_sequences(batch):
     np.testing.assert_array_equal(head.finished.slot_errors_b, expected.slot_errors_b)
 
 
-def projection_error(a_NxLxL, projections):
+def projection_error(a_NLS, projections):
     """||A - A with every finished block's weights projected on the row space of its P|| /
     ||A||, the error of a Linformer whose block j is compressed by P_j (c x b, orthonormal
     rows), the weights on the slots chosen freely (least squares)."""
     dropped = 0.0
     for j, p_cxb in enumerate(projections):
-        rows = finished_block_rows(a_NxLxL, j, B)
+        rows = finished_block_rows(a_NLS, j, B)
         dropped += np.sum((rows - rows @ p_cxb.T @ p_cxb) ** 2)
-    return np.sqrt(dropped / np.sum(a_NxLxL ** 2))
+    return np.sqrt(dropped / np.sum(a_NLS ** 2))
 
 
 def test_slot_errors_are_reached_by_the_top_singular_vectors_and_beat_other_projections(batch):

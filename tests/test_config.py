@@ -3,7 +3,7 @@ import dataclasses
 
 import pytest
 
-from lowrank_jax import ATTENTIONS, ConfigError, ModelConfig
+from lowrank_jax import ATTENTIONS, UserError, ModelConfig
 
 from conftest import choices_message, small_config
 
@@ -41,13 +41,13 @@ BAD = [
 
 @pytest.mark.parametrize("changes,message", BAD)
 def test_bad_model_config_is_one_clear_sentence(changes, message):
-    with pytest.raises(ConfigError, match=f"^{message}") as info:
+    with pytest.raises(UserError, match=f"^{message}") as info:
         small_config(**changes)
     assert "\n" not in str(info.value)
 
 
 def test_unknown_model_field():
-    with pytest.raises(ConfigError, match=r"^model\.heads is not a model field; known fields are "):
+    with pytest.raises(UserError, match=r"^model\.heads is not a model field; known fields are "):
         ModelConfig.from_dict({"heads": 4})
 
 

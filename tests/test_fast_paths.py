@@ -9,7 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from lowrank_jax import GPT, ConfigError
+from lowrank_jax import GPT, UserError
 from lowrank_jax.attention import attention_path
 from lowrank_jax.attention import linformer_ops as linformer
 
@@ -143,7 +143,7 @@ def test_remat_per_block_changes_nothing_but_memory():
 
 
 def test_remat_must_be_a_known_mode():
-    with pytest.raises(ConfigError, match=r"remat='layers' is not allowed.*'none', 'block'"):
+    with pytest.raises(UserError, match=r"remat='layers' is not allowed.*'none', 'block'"):
         small_config(remat="layers")
 
 

@@ -9,7 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from lowrank_jax import GPT, ConfigError, ModelConfig, generate
+from lowrank_jax import GPT, UserError, ModelConfig, generate
 from lowrank_jax.generate import decode_loop, row_keys
 from lowrank_jax.sampling import SamplingConfig
 
@@ -286,7 +286,7 @@ BAD = [
 def test_bad_input_is_one_clear_sentence(changes, message):
     cfg = FAMILIES["standard"]
     kwargs = {"prompt": [[1, 2, 3]], "max_new_tokens": 4, **changes}
-    with pytest.raises(ConfigError, match=f"^{message}$"):
+    with pytest.raises(UserError, match=f"^{message}$"):
         generate(GPT(cfg), None, **kwargs)
 
 
@@ -295,16 +295,16 @@ def test_an_encoder_cannot_generate():
     message = (r"^causal=False is not allowed with mode='prefill' \(decoding, as generate uses\); "
                r"an encoder sees the whole sequence at once, so only a causal model can "
                r"generate\.$")
-    with pytest.raises(ConfigError, match=message):
+    with pytest.raises(UserError, match=message):
         generate(GPT(encoder), init_params(encoder), [[1, 2]], max_new_tokens=2)
 
 
 def test_decode_modes_are_never_a_training_config():
     for mode in ("prefill", "step"):
-        with pytest.raises(ConfigError, match=rf"^mode='{mode}' is not allowed with "
+        with pytest.raises(UserError, match=rf"^mode='{mode}' is not allowed with "
                                               r"deterministic=False; decoding never uses dropout"):
             lm_config(mode=mode, deterministic=False)
-    with pytest.raises(ConfigError, match=r"^mode='decode' is not allowed; choose one of "
+    with pytest.raises(UserError, match=r"^mode='decode' is not allowed; choose one of "
                                           r"'forward', 'prefill', 'step'\.$"):
         lm_config(mode="decode")
     cfg = lm_config(mode="prefill")
@@ -315,7 +315,7 @@ def test_a_step_needs_the_cache_of_a_prefill():
     step = GPT(lm_config(mode="step"))
     message = (r"^mode='step' needs the cache a prefill made; apply the model with "
                r"mode='prefill' first and pass its 'cache' collection back\.(\n|$)")
-    with pytest.raises(ConfigError, match=message):
+    with pytest.raises(UserError, match=message):
         jax.eval_shape(step.init, jax.random.key(0), jnp.ones((1, 1), jnp.int32))
 
 
@@ -327,5 +327,5 @@ def test_a_decode_step_takes_one_token_a_row():
     # JAX appends a note on its traceback filtering to errors raised while tracing.
     message = (r"^a decode step of 2 tokens is not allowed; after the prefill each call adds "
                r"exactly one token a row\.(\n|$)")
-    with pytest.raises(ConfigError, match=message):
+    with pytest.raises(UserError, match=message):
         jax.eval_shape(step, variables, jnp.ones((1, 2), jnp.int32))

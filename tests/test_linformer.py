@@ -6,7 +6,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from lowrank_jax import ATTENTIONS, GPT, ConfigError
+from lowrank_jax import ATTENTIONS, GPT, UserError
 from lowrank_jax.model import apply_with_attention
 
 import reference
@@ -97,7 +97,7 @@ def test_causal_decoding_cache_size_is_slots_plus_one_block():
     (dict(block_size=4), False, r"attention_kwargs\.block_size=4 is not allowed with causal=false; blocks belong to the causal Linformer\."),
 ])
 def test_bad_linformer_config(kwargs, model_causal, message):
-    with pytest.raises(ConfigError, match=f"^{message}$"):
+    with pytest.raises(UserError, match=f"^{message}$"):
         small_config(attention="linformer", attention_kwargs=kwargs, causal=model_causal)
 
 

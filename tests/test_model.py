@@ -4,7 +4,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from lowrank_jax import GPT, ConfigError, ModelConfig, count_parameters, parameter_groups
+from lowrank_jax import GPT, UserError, ModelConfig, count_parameters, parameter_groups
 
 from conftest import small_config, variant_cases
 
@@ -69,7 +69,7 @@ def test_untied_head_has_its_own_weights():
 def test_sequence_longer_than_max_len_is_refused():
     cfg = small_config(max_len=8)
     params = init(cfg, 8)
-    with pytest.raises(ConfigError, match=r"length 9 is longer than max_len=8"):
+    with pytest.raises(UserError, match=r"length 9 is longer than max_len=8"):
         GPT(cfg).apply({"params": params}, jnp.zeros((1, 9), jnp.int32))
 
 

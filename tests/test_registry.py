@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from configs.abc_sort import get_config
-from lowrank_jax import ATTENTIONS, GPT, ConfigError, generate
+from lowrank_jax import ATTENTIONS, GPT, UserError, generate
 from lowrank_jax.attention import Attention, StandardAttention, attention_path
 from train.loop import train_and_evaluate
 
@@ -29,7 +29,7 @@ class EchoAttention(StandardAttention):
     @staticmethod
     def resolve(cfg, kwargs):
         if kwargs["gain"] != 1.0:
-            raise ConfigError(f"attention_kwargs.gain={kwargs['gain']!r} is not allowed; "
+            raise UserError(f"attention_kwargs.gain={kwargs['gain']!r} is not allowed; "
                               "echo attention only echoes (gain 1.0).")
         return kwargs
 
@@ -42,10 +42,10 @@ def echo(monkeypatch):
 
 def test_config_checks_know_a_registered_variant(echo):
     assert small_config(attention="echo").attention_kwargs == {"gain": 1.0}
-    with pytest.raises(ConfigError, match=r"^attention_kwargs for 'echo' got unknown key 'r'; "
+    with pytest.raises(UserError, match=r"^attention_kwargs for 'echo' got unknown key 'r'; "
                                           r"allowed keys are gain\.$"):
         small_config(attention="echo", attention_kwargs={"r": 2})
-    with pytest.raises(ConfigError, match=r"^attention_kwargs\.gain=2 is not allowed; echo"):
+    with pytest.raises(UserError, match=r"^attention_kwargs\.gain=2 is not allowed; echo"):
         small_config(attention="echo", attention_kwargs={"gain": 2})
     gpu_sized = small_config(attention="echo", dtype="bfloat16", d_model=64)
     assert attention_path(gpu_sized, backend="gpu") == "fast"

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from lowrank_jax.sampling import SamplingConfig, keep_top_k, keep_top_p, penalize_repeats, sample
-from lowrank_jax.validation import ConfigError
+from lowrank_jax.validation import UserError
 
 NEG = -np.inf
 
@@ -61,5 +61,5 @@ def test_sampling_frequencies_follow_the_filtered_distribution():
     (dict(repetition_penalty=0), r"repetition_penalty=0 is not allowed; it must be a positive number"),
 ])
 def test_bad_sampling_settings(changes, message):
-    with pytest.raises(ConfigError, match=message):
+    with pytest.raises(UserError, match=message):
         SamplingConfig(**changes).check()

@@ -5,7 +5,7 @@ import itertools
 import numpy as np
 import pytest
 
-from lowrank_jax import ConfigError
+from lowrank_jax import UserError
 from lowrank_jax.analysis.softmax_lowrank import (
     decompose,
     decompose_attention,
@@ -41,60 +41,60 @@ def dec(inputs):
 def test_attention_is_the_unscaled_softmax(inputs, dec):
     q, k, v = inputs
     exp_logits = np.exp(q @ k.T)
-    np.testing.assert_allclose(dec.a_LxL, exp_logits / exp_logits.sum(1, keepdims=True), rtol=1e-12)
-    np.testing.assert_allclose(dec.out_LxV, dec.a_LxL @ v, rtol=1e-12)
+    np.testing.assert_allclose(dec.a_LS, exp_logits / exp_logits.sum(1, keepdims=True), rtol=1e-12)
+    np.testing.assert_allclose(dec.out_LW, dec.a_LS @ v, rtol=1e-12)
 
 
 def test_truncation_error_is_the_singular_value_tail(dec):
-    s = np.linalg.svd(dec.a_LxL, compute_uv=False)
+    s = np.linalg.svd(dec.a_LS, compute_uv=False)
     expected = np.sqrt((s[5:] ** 2).sum() / (s ** 2).sum())
     assert stage_errors(dec).truncation == pytest.approx(expected, rel=1e-9)
-    assert dec.u_s_LxE.shape == (L, 5) and dec.d_ExL.shape == (5, L)
+    assert dec.u_s_LR.shape == (L, 5) and dec.d_RS.shape == (5, L)
 
 
 def test_offset_makes_the_smallest_entry_one(dec):
-    assert dec.positive_LxE.min() == pytest.approx(1.0, abs=1e-12)
-    np.testing.assert_allclose(dec.positive_LxE - dec.u_s_LxE, dec.offset, atol=1e-12)
+    assert dec.positive_LR.min() == pytest.approx(1.0, abs=1e-12)
+    np.testing.assert_allclose(dec.positive_LR - dec.u_s_LR, dec.offset, atol=1e-12)
 
 
 def test_least_squares_solutions_satisfy_the_normal_equations(inputs, dec):
     q = inputs[0]
-    m_residual = dec.positive_LxE @ dec.m_offset_ExE - dec.u_s_LxE
-    np.testing.assert_allclose(dec.positive_LxE.T @ m_residual, 0, atol=1e-10)
-    k_residual = q @ dec.k_hat_ExD.T - np.log(dec.positive_LxE)
+    m_residual = dec.positive_LR @ dec.m_offset_RR - dec.u_s_LR
+    np.testing.assert_allclose(dec.positive_LR.T @ m_residual, 0, atol=1e-10)
+    k_residual = q @ dec.k_hat_RD.T - np.log(dec.positive_LR)
     np.testing.assert_allclose(q.T @ k_residual, 0, atol=1e-10)
-    np.testing.assert_allclose(dec.fitted_logits_LxE, q @ dec.k_hat_ExD.T, rtol=1e-12)
+    np.testing.assert_allclose(dec.fitted_logits_LR, q @ dec.k_hat_RD.T, rtol=1e-12)
 
 
 def test_a_hat_is_row_normalised_and_a_softmax_of_the_log_target(dec):
-    np.testing.assert_allclose(dec.rowsum_L, dec.positive_LxE.sum(1), rtol=1e-12)
-    np.testing.assert_allclose(dec.a_hat_LxE.sum(1), 1.0, rtol=1e-12)
+    np.testing.assert_allclose(dec.rowsum_L, dec.positive_LR.sum(1), rtol=1e-12)
+    np.testing.assert_allclose(dec.a_hat_LR.sum(1), 1.0, rtol=1e-12)
     # Why K_hat targets log(P): softmax(log P) is exactly A_hat.
-    np.testing.assert_allclose(softmax_rows(np.log(dec.positive_LxE)), dec.a_hat_LxE, rtol=1e-12)
+    np.testing.assert_allclose(softmax_rows(np.log(dec.positive_LR)), dec.a_hat_LR, rtol=1e-12)
 
 
 def test_recomputed_attention_and_reconstructions(inputs, dec):
     q, _, v = inputs
-    logits = q @ dec.k_hat_ExD.T
-    np.testing.assert_allclose(dec.a_hat_prime_LxE, np.exp(logits) / np.exp(logits).sum(1, keepdims=True),
+    logits = q @ dec.k_hat_RD.T
+    np.testing.assert_allclose(dec.a_hat_prime_LR, np.exp(logits) / np.exp(logits).sum(1, keepdims=True),
                                rtol=1e-12)
-    np.testing.assert_allclose(dec.v_hat_ExV, dec.m_offset_ExE @ dec.d_ExL @ v, rtol=1e-12)
+    np.testing.assert_allclose(dec.v_hat_RW, dec.m_offset_RR @ dec.d_RS @ v, rtol=1e-12)
     r = dec.rowsum_L[:, None]
-    np.testing.assert_allclose(dec.a_p_LxL, r * (dec.a_hat_LxE @ dec.m_offset_ExE @ dec.d_ExL), atol=1e-14)
-    np.testing.assert_allclose(dec.a_pp_LxL, r * (dec.a_hat_prime_LxE @ dec.m_offset_ExE @ dec.d_ExL),
+    np.testing.assert_allclose(dec.a_p_LS, r * (dec.a_hat_LR @ dec.m_offset_RR @ dec.d_RS), atol=1e-14)
+    np.testing.assert_allclose(dec.a_pp_LS, r * (dec.a_hat_prime_LR @ dec.m_offset_RR @ dec.d_RS),
                                atol=1e-14)
     # Moving V inside (V_hat) must agree with applying the reconstructed attention to V.
-    np.testing.assert_allclose(dec.out_p_LxV, dec.a_p_LxL @ v, atol=1e-12)
-    np.testing.assert_allclose(dec.out_pp_LxV, dec.a_pp_LxL @ v, atol=1e-12)
+    np.testing.assert_allclose(dec.out_p_LW, dec.a_p_LS @ v, atol=1e-12)
+    np.testing.assert_allclose(dec.out_pp_LW, dec.a_pp_LS @ v, atol=1e-12)
 
 
 def test_errors_match_direct_norms(dec):
     errors = stage_errors(dec)
-    diff = dec.out_pp_LxV - dec.out_LxV
+    diff = dec.out_pp_LW - dec.out_LW
     assert errors.out_pp_mean_row_l2 == pytest.approx(np.sqrt((diff ** 2).sum(1)).mean(), rel=1e-12)
-    assert errors.out_pp == pytest.approx(np.sqrt((diff ** 2).sum() / (dec.out_LxV ** 2).sum()), rel=1e-12)
+    assert errors.out_pp == pytest.approx(np.sqrt((diff ** 2).sum() / (dec.out_LW ** 2).sum()), rel=1e-12)
     assert errors.a_pp == pytest.approx(
-        np.linalg.norm(dec.a_pp_LxL - dec.a_LxL) / np.linalg.norm(dec.a_LxL), rel=1e-12)
+        np.linalg.norm(dec.a_pp_LS - dec.a_LS) / np.linalg.norm(dec.a_LS), rel=1e-12)
     assert errors.k_hat_residual > 1e-6  # L > d: the K_hat system is overdetermined, so not exact
 
 
@@ -127,8 +127,8 @@ def test_softmax_rows_is_stable_for_rows_of_very_different_scale():
 
 def test_scale_mismatch_sees_a_per_row_shift_that_softmax_hides(dec):
     shift_L = np.linspace(-0.5, 1.0, L)
-    shifted = np.log(dec.positive_LxE) + shift_L[:, None]
-    np.testing.assert_allclose(softmax_rows(shifted), dec.a_hat_LxE, rtol=1e-12)
+    shifted = np.log(dec.positive_LR) + shift_L[:, None]
+    np.testing.assert_allclose(softmax_rows(shifted), dec.a_hat_LR, rtol=1e-12)
     assert row_scale_mismatch(shifted, dec.rowsum_L) == pytest.approx(np.abs(shift_L).mean(), rel=1e-12)
 
 
@@ -155,7 +155,7 @@ GUARDS = [
 
 @pytest.mark.parametrize("corrupt, message", GUARDS)
 def test_guards(inputs, corrupt, message):
-    with pytest.raises(ConfigError, match=message):
+    with pytest.raises(UserError, match=message):
         decompose(*corrupt(*inputs))
 
 
@@ -165,7 +165,7 @@ def test_guards(inputs, corrupt, message):
     ({"d": 4, "l": 8, "psd_ratio": 1.5}, r"^psd_ratio=1\.5 is not allowed; it must be a number in \[0, 1\]\.$"),
 ])
 def test_synthetic_guards(kwargs, message):
-    with pytest.raises(ConfigError, match=message):
+    with pytest.raises(UserError, match=message):
         synthetic_inputs(seed=0, **kwargs)
 
 
@@ -249,15 +249,15 @@ ATTENTION_GUARDS = [
 @pytest.mark.parametrize("corrupt, message", ATTENTION_GUARDS)
 def test_attention_guards(inputs, corrupt, message):
     q, k, v = inputs
-    with pytest.raises(ConfigError, match=message):
+    with pytest.raises(UserError, match=message):
         decompose_attention(*corrupt(softmax_rows(q @ k.T), q, v), rank=2)
-    with pytest.raises(ConfigError, match=message):
+    with pytest.raises(UserError, match=message):
         rank_sweep(*corrupt(softmax_rows(q @ k.T), q, v), ranks=[2])
 
 
 def test_a_sweep_checks_every_rank(inputs):
     q, k, v = inputs
-    with pytest.raises(ConfigError, match=r"^rank=13 is not allowed"):
+    with pytest.raises(UserError, match=r"^rank=13 is not allowed"):
         rank_sweep(softmax_rows(q @ k.T), q, v, ranks=[1, 13])
 
 

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from lowrank_jax.tokenizer import BPETokenizer, ByteTokenizer, from_json
-from lowrank_jax.validation import ConfigError
+from lowrank_jax.validation import UserError
 
 SAMPLES = ["", "plain ascii", "naïve café 😀 中文 ∑ x² \t\n\r", "e\u0301 (combining)", "\x00\x7f\u2028",
            "def f(x):\n    return x ** 2  # ✓\n"]
@@ -55,10 +55,10 @@ def test_bytes_decode_a_cut_character_without_failing():
     ('{"model": 3}', r"^the tokenizer file is not a tokenizer\.json that HF tokenizers can read"),
 ])
 def test_bad_tokenizer_files(text, message):
-    with pytest.raises(ConfigError, match=message):
+    with pytest.raises(UserError, match=message):
         from_json(text)
 
 
 def test_bpe_vocab_too_small():
-    with pytest.raises(ConfigError, match=r"vocab_size=100 is not allowed; byte-level BPE needs at least 257"):
+    with pytest.raises(UserError, match=r"vocab_size=100 is not allowed; byte-level BPE needs at least 257"):
         BPETokenizer.train(CORPUS, vocab_size=100)

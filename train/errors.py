@@ -1,20 +1,19 @@
-"""Errors a user can fix: printed as one sentence, exit status 2, no traceback."""
+"""Errors a user can fix (lowrank_jax.validation.UserError, the one type the library and
+the entry points raise for bad input): printed as one sentence, exit status 2, no traceback."""
 import sys
 from contextlib import contextmanager
 
-from lowrank_jax.validation import ConfigError
+from lowrank_jax.validation import UserError
 
 USAGE_EXIT = 2
 
-
-class UserError(Exception):
-    """A problem with the user's input (paths, workdirs, files); the message is one sentence."""
+__all__ = ["USAGE_EXIT", "UserError", "exit_on_user_error"]
 
 
 @contextmanager
 def exit_on_user_error(program: str):
     try:
         yield
-    except (UserError, ConfigError) as err:
+    except UserError as err:
         print(f"{program}: error: {err}", file=sys.stderr)
         sys.exit(USAGE_EXIT)

@@ -10,6 +10,9 @@ block j, over every sequence (and head) that shares F_j, are approximated by a r
 row space. Whatever the softmax makes of W, its error is at least the best rank-c error
 of those stacked rows (Eckart-Young), summed over the blocks: a lower bound on the error,
 so the smallest c meeting a target is a lower bound on the slots needed.
+
+Shapes as in softmax_lowrank.py (core.py's legend: B batch, L query and S key positions,
+D width; N a stack of sequences or heads).
 """
 from __future__ import annotations
 
@@ -36,34 +39,34 @@ class HeadAnalysis(NamedTuple):
     finished: FinishedBlocks        # this head's own projections (sharing="none")
 
 
-def finished_block_rows(a_NxLxL: np.ndarray, block: int, block_size: int) -> np.ndarray:
+def finished_block_rows(a_NLS: np.ndarray, block: int, block_size: int) -> np.ndarray:
     """(rows, b): the weights of every later query of every matrix on finished block `block`."""
     keys = slice(block * block_size, (block + 1) * block_size)
-    return a_NxLxL[:, (block + 1) * block_size:, keys].reshape(-1, block_size)
+    return a_NLS[:, (block + 1) * block_size:, keys].reshape(-1, block_size)
 
 
-def finished_blocks(a_NxLxL: np.ndarray, block_size: int) -> FinishedBlocks:
+def finished_blocks(a_NLS: np.ndarray, block_size: int) -> FinishedBlocks:
     """The bound for N attention matrices (L x L, causal) that share one projection per
     block; `block_size` divides L into at least two blocks (checked by the caller)."""
-    a_NxLxL = np.asarray(a_NxLxL, np.float64)
+    a_NLS = np.asarray(a_NLS, np.float64)
     finished, dropped_b = 0.0, np.zeros(block_size)
-    for block in range(a_NxLxL.shape[-1] // block_size - 1):
-        s = np.linalg.svd(finished_block_rows(a_NxLxL, block, block_size), compute_uv=False)
+    for block in range(a_NLS.shape[-1] // block_size - 1):
+        s = np.linalg.svd(finished_block_rows(a_NLS, block, block_size), compute_uv=False)
         finished += float(np.sum(s ** 2))
         dropped_b += dropped_energy(s, block_size)
-    total = float(np.sum(a_NxLxL ** 2))
+    total = float(np.sum(a_NLS ** 2))
     return FinishedBlocks(float(np.sqrt(finished / total)), np.sqrt(dropped_b / total))
 
 
-def analyse_head(a_BxLxL: np.ndarray, q_BxLxD: np.ndarray, v_BxLxV: np.ndarray, ranks,
+def analyse_head(a_BLS: np.ndarray, q_BLD: np.ndarray, v_BSW: np.ndarray, ranks,
                  block_size: int) -> HeadAnalysis:
     spectra, truncations, sweeps = [], [], []
-    for a_LxL, q_LxD, v_LxV in zip(a_BxLxL, q_BxLxD, v_BxLxV, strict=True):
-        s_L = np.linalg.svd(np.asarray(a_LxL, np.float64), compute_uv=False)
+    for a_LS, q_LD, v_SW in zip(a_BLS, q_BLD, v_BSW, strict=True):
+        s_L = np.linalg.svd(np.asarray(a_LS, np.float64), compute_uv=False)
         spectra.append(s_L / s_L[0])
         truncations.append(truncation_errors(s_L))
-        sweeps.append(rank_sweep(a_LxL, q_LxD, v_LxV, ranks))
+        sweeps.append(rank_sweep(a_LS, q_LD, v_SW, ranks))
     errors = {name: np.mean([[getattr(e, name) for e in sweep] for sweep in sweeps], axis=0)
               for name in REPORTED}
     return HeadAnalysis(np.mean(spectra, axis=0), np.mean(truncations, axis=0), errors,
-                        finished_blocks(a_BxLxL, block_size))
+                        finished_blocks(a_BLS, block_size))

@@ -13,6 +13,10 @@ neither do we):
     A_hat' = softmax(Q K_hat^T)               L x e
     A_p  = (A_hat  M_offset D) * r,   out_p  = (A_hat  V_hat) * r
     A_pp = (A_hat' M_offset D) * r,   out_pp = (A_hat' V_hat) * r
+
+Shape suffixes follow attention/core.py's legend (B batch, L query positions, S key
+positions, D query/key width), with R the rank e, W the value width and N, M the axes
+of a generic stack or matrix: q_LD, a_LS, v_SW, u_s_LR, d_RS, out_LW.
 """
 from __future__ import annotations
 
@@ -24,23 +28,23 @@ from lowrank_jax.validation import is_int, is_number, require
 
 
 class Decomposition(NamedTuple):
-    a_LxL: np.ndarray
-    u_s_LxE: np.ndarray
-    d_ExL: np.ndarray
+    a_LS: np.ndarray
+    u_s_LR: np.ndarray
+    d_RS: np.ndarray
     offset: float
-    positive_LxE: np.ndarray        # U S + offset
-    m_offset_ExE: np.ndarray
+    positive_LR: np.ndarray        # U S + offset
+    m_offset_RR: np.ndarray
     rowsum_L: np.ndarray
-    a_hat_LxE: np.ndarray
-    v_hat_ExV: np.ndarray
-    k_hat_ExD: np.ndarray
-    fitted_logits_LxE: np.ndarray   # Q K_hat^T, the least-squares fit of log(U S + offset)
-    a_hat_prime_LxE: np.ndarray
-    a_p_LxL: np.ndarray
-    a_pp_LxL: np.ndarray
-    out_LxV: np.ndarray
-    out_p_LxV: np.ndarray
-    out_pp_LxV: np.ndarray
+    a_hat_LR: np.ndarray
+    v_hat_RW: np.ndarray
+    k_hat_RD: np.ndarray
+    fitted_logits_LR: np.ndarray   # Q K_hat^T, the least-squares fit of log(U S + offset)
+    a_hat_prime_LR: np.ndarray
+    a_p_LS: np.ndarray
+    a_pp_LS: np.ndarray
+    out_LW: np.ndarray
+    out_p_LW: np.ndarray
+    out_pp_LW: np.ndarray
 
 
 class StageErrors(NamedTuple):
@@ -57,32 +61,32 @@ class StageErrors(NamedTuple):
     out_pp_mean_row_l2: float  # the seed's number: mean over rows of ||out - out_pp||_2
 
 
-def softmax_rows(x_NxM: np.ndarray) -> np.ndarray:
-    shifted_NxM = x_NxM - x_NxM.max(axis=-1, keepdims=True)  # exp cannot overflow
-    exp_NxM = np.exp(shifted_NxM)
-    return exp_NxM / exp_NxM.sum(axis=-1, keepdims=True)
+def softmax_rows(x_NM: np.ndarray) -> np.ndarray:
+    shifted_NM = x_NM - x_NM.max(axis=-1, keepdims=True)  # exp cannot overflow
+    exp_NM = np.exp(shifted_NM)
+    return exp_NM / exp_NM.sum(axis=-1, keepdims=True)
 
 
-def logsumexp_rows(x_NxM: np.ndarray) -> np.ndarray:
-    top_N = x_NxM.max(axis=-1)
-    return top_N + np.log(np.exp(x_NxM - top_N[:, None]).sum(axis=-1))
+def logsumexp_rows(x_NM: np.ndarray) -> np.ndarray:
+    top_N = x_NM.max(axis=-1)
+    return top_N + np.log(np.exp(x_NM - top_N[:, None]).sum(axis=-1))
 
 
-def least_squares(a_NxM: np.ndarray, b_NxK: np.ndarray) -> np.ndarray:
-    return np.linalg.lstsq(a_NxM, b_NxK, rcond=None)[0]
+def least_squares(a_NM: np.ndarray, b_NK: np.ndarray) -> np.ndarray:
+    return np.linalg.lstsq(a_NM, b_NK, rcond=None)[0]
 
 
 def truncated_svd(svd: tuple[np.ndarray, np.ndarray, np.ndarray], rank: int
                   ) -> tuple[np.ndarray, np.ndarray]:
     """U S (L x rank) and D (rank x L) of the best rank-`rank` approximation, from the full
     SVD (u, s, d) = np.linalg.svd(A), which a sweep over ranks computes once."""
-    u_LxL, s_L, d_LxL = svd
-    return u_LxL[:, :rank] * s_L[:rank], d_LxL[:rank]
+    u_LL, s_L, d_LS = svd
+    return u_LL[:, :rank] * s_L[:rank], d_LS[:rank]
 
 
-def positive_offset(u_s_LxE: np.ndarray) -> float:
+def positive_offset(u_s_LR: np.ndarray) -> float:
     """The seed's shift: the smallest entry of U S + offset is exactly 1, so its log is >= 0."""
-    return float(1.0 - u_s_LxE.min())
+    return float(1.0 - u_s_LR.min())
 
 
 def relative_frobenius(approx: np.ndarray, exact: np.ndarray) -> float:
@@ -91,15 +95,15 @@ def relative_frobenius(approx: np.ndarray, exact: np.ndarray) -> float:
     return float(error / scale) if scale > 0 else (0.0 if error == 0 else float("inf"))
 
 
-def mean_row_l2(approx_NxM: np.ndarray, exact_NxM: np.ndarray) -> float:
-    return float(np.linalg.norm(approx_NxM - exact_NxM, axis=-1).mean())
+def mean_row_l2(approx_NM: np.ndarray, exact_NM: np.ndarray) -> float:
+    return float(np.linalg.norm(approx_NM - exact_NM, axis=-1).mean())
 
 
-def row_scale_mismatch(fitted_logits_LxE: np.ndarray, rowsum_L: np.ndarray) -> float:
+def row_scale_mismatch(fitted_logits_LR: np.ndarray, rowsum_L: np.ndarray) -> float:
     """Softmax discards each row's scale sum_j exp(logits); A_pp puts back r_i, the scale of
     the exact target log(P). This is how far apart the two are, as a mean |log ratio|:
     zero when the K_hat fit is exact, and a per-row shift of the logits shows up here only."""
-    return float(np.abs(logsumexp_rows(fitted_logits_LxE) - np.log(rowsum_L)).mean())
+    return float(np.abs(logsumexp_rows(fitted_logits_LR) - np.log(rowsum_L)).mean())
 
 
 def check_matrix(name: str, x: np.ndarray) -> None:
@@ -108,13 +112,13 @@ def check_matrix(name: str, x: np.ndarray) -> None:
             f"{name} has non-finite entries, which is not allowed; every entry must be finite.")
 
 
-def check_queries(q_LxD: np.ndarray) -> None:
-    length, width = q_LxD.shape
+def check_queries(q_LD: np.ndarray) -> None:
+    length, width = q_LD.shape
     # The seed asserts l >= d: with fewer tokens than dimensions the K_hat fit is underdetermined.
     require(length >= width,
-            f"q.shape={q_LxD.shape} is not allowed; the sequence length must be at least the width (l >= d).")
+            f"q.shape={q_LD.shape} is not allowed; the sequence length must be at least the width (l >= d).")
     # A zero query makes its row of Q K_hat^T zero for every K_hat, so that row of log(P) cannot be fitted.
-    zero_rows = np.flatnonzero(~q_LxD.any(axis=-1))
+    zero_rows = np.flatnonzero(~q_LD.any(axis=-1))
     require(zero_rows.size == 0,
             f"q row {zero_rows[0] if zero_rows.size else -1} is all zeros, which is not allowed; "
             "every query row needs a nonzero entry.")
@@ -125,104 +129,104 @@ def check_rank(rank, length: int) -> None:
             f"rank={rank!r} is not allowed; it must be an integer from 1 to the sequence length {length}.")
 
 
-def check_values(v_LxV: np.ndarray, q_LxD: np.ndarray) -> None:
-    require(v_LxV.shape[0] == q_LxD.shape[0],
-            f"v.shape={v_LxV.shape} is not allowed with q.shape={q_LxD.shape}; v needs one row per query.")
+def check_values(v_SW: np.ndarray, q_LD: np.ndarray) -> None:
+    require(v_SW.shape[0] == q_LD.shape[0],
+            f"v.shape={v_SW.shape} is not allowed with q.shape={q_LD.shape}; v needs one row per query.")
 
 
-def check_inputs(q_LxD: np.ndarray, k_LxD: np.ndarray, v_LxV: np.ndarray, rank) -> None:
-    for name, x in (("q", q_LxD), ("k", k_LxD), ("v", v_LxV)):
+def check_inputs(q_LD: np.ndarray, k_SD: np.ndarray, v_SW: np.ndarray, rank) -> None:
+    for name, x in (("q", q_LD), ("k", k_SD), ("v", v_SW)):
         check_matrix(name, x)
-    require(k_LxD.shape == q_LxD.shape,
-            f"k.shape={k_LxD.shape} is not allowed with q.shape={q_LxD.shape}; they must be equal.")
-    check_values(v_LxV, q_LxD)
-    check_queries(q_LxD)
-    check_rank(rank, q_LxD.shape[0])
+    require(k_SD.shape == q_LD.shape,
+            f"k.shape={k_SD.shape} is not allowed with q.shape={q_LD.shape}; they must be equal.")
+    check_values(v_SW, q_LD)
+    check_queries(q_LD)
+    check_rank(rank, q_LD.shape[0])
 
 
-def check_attention(a_LxL: np.ndarray, q_LxD: np.ndarray, v_LxV: np.ndarray) -> None:
-    for name, x in (("a", a_LxL), ("q", q_LxD), ("v", v_LxV)):
+def check_attention(a_LS: np.ndarray, q_LD: np.ndarray, v_SW: np.ndarray) -> None:
+    for name, x in (("a", a_LS), ("q", q_LD), ("v", v_SW)):
         check_matrix(name, x)
-    length = q_LxD.shape[0]
-    require(a_LxL.shape == (length, length),
-            f"a.shape={a_LxL.shape} is not allowed with q.shape={q_LxD.shape}; "
+    length = q_LD.shape[0]
+    require(a_LS.shape == (length, length),
+            f"a.shape={a_LS.shape} is not allowed with q.shape={q_LD.shape}; "
             f"the attention must be ({length}, {length}), one row and one column per token.")
     # Float32 weights from a model sum to 1 within about 1e-6 per row.
-    require(bool((a_LxL >= 0).all()) and np.allclose(a_LxL.sum(axis=-1), 1, atol=1e-3),
+    require(bool((a_LS >= 0).all()) and np.allclose(a_LS.sum(axis=-1), 1, atol=1e-3),
             "a is not allowed; it must be attention weights (entries >= 0, every row summing to 1).")
-    check_values(v_LxV, q_LxD)
-    check_queries(q_LxD)
+    check_values(v_SW, q_LD)
+    check_queries(q_LD)
 
 
 def as_dtype(dtype, *arrays) -> tuple[np.ndarray, ...]:
     return tuple(np.asarray(x, dtype=dtype) for x in arrays)
 
 
-def decompose(q_LxD: np.ndarray, k_LxD: np.ndarray, v_LxV: np.ndarray, rank: int) -> Decomposition:
+def decompose(q_LD: np.ndarray, k_SD: np.ndarray, v_SW: np.ndarray, rank: int) -> Decomposition:
     """The seed's pipeline from Q, K, V: A = softmax(Q K^T), unscaled."""
-    q_LxD, k_LxD, v_LxV = as_dtype(np.float64, q_LxD, k_LxD, v_LxV)
-    check_inputs(q_LxD, k_LxD, v_LxV, rank)
-    a_LxL = softmax_rows(q_LxD @ k_LxD.T)
-    return pipeline(a_LxL, np.linalg.svd(a_LxL), q_LxD, v_LxV, rank)
+    q_LD, k_SD, v_SW = as_dtype(np.float64, q_LD, k_SD, v_SW)
+    check_inputs(q_LD, k_SD, v_SW, rank)
+    a_LS = softmax_rows(q_LD @ k_SD.T)
+    return pipeline(a_LS, np.linalg.svd(a_LS), q_LD, v_SW, rank)
 
 
-def decompose_attention(a_LxL: np.ndarray, q_LxD: np.ndarray, v_LxV: np.ndarray, rank: int
+def decompose_attention(a_LS: np.ndarray, q_LD: np.ndarray, v_SW: np.ndarray, rank: int
                         ) -> Decomposition:
     """The seed's pipeline on given attention weights A (a model's, causal mask included)
     and the queries Q with A = softmax(Q K^T) for some K: a layer's scaled queries."""
-    a_LxL, q_LxD, v_LxV = as_dtype(np.float64, a_LxL, q_LxD, v_LxV)
-    check_attention(a_LxL, q_LxD, v_LxV)
-    check_rank(rank, q_LxD.shape[0])
-    return pipeline(a_LxL, np.linalg.svd(a_LxL), q_LxD, v_LxV, rank)
+    a_LS, q_LD, v_SW = as_dtype(np.float64, a_LS, q_LD, v_SW)
+    check_attention(a_LS, q_LD, v_SW)
+    check_rank(rank, q_LD.shape[0])
+    return pipeline(a_LS, np.linalg.svd(a_LS), q_LD, v_SW, rank)
 
 
-def rank_sweep(a_LxL: np.ndarray, q_LxD: np.ndarray, v_LxV: np.ndarray, ranks,
+def rank_sweep(a_LS: np.ndarray, q_LD: np.ndarray, v_SW: np.ndarray, ranks,
                dtype=np.float64) -> list[StageErrors]:
     """stage_errors(decompose_attention(a, q, v, e)) for each e in `ranks`, one SVD for all;
     `dtype` np.float32 runs every stage in single precision, as the notebook did."""
-    a_LxL, q_LxD, v_LxV = as_dtype(dtype, a_LxL, q_LxD, v_LxV)
-    check_attention(a_LxL, q_LxD, v_LxV)
+    a_LS, q_LD, v_SW = as_dtype(dtype, a_LS, q_LD, v_SW)
+    check_attention(a_LS, q_LD, v_SW)
     for rank in ranks:
-        check_rank(rank, q_LxD.shape[0])
-    svd = np.linalg.svd(a_LxL)
-    return [stage_errors(pipeline(a_LxL, svd, q_LxD, v_LxV, rank)) for rank in ranks]
+        check_rank(rank, q_LD.shape[0])
+    svd = np.linalg.svd(a_LS)
+    return [stage_errors(pipeline(a_LS, svd, q_LD, v_SW, rank)) for rank in ranks]
 
 
-def pipeline(a_LxL, svd, q_LxD, v_LxV, rank: int) -> Decomposition:
-    """Every stage, on checked float64 inputs; `svd` is np.linalg.svd(a_LxL)."""
-    u_s_LxE, d_ExL = truncated_svd(svd, rank)
-    offset = positive_offset(u_s_LxE)
-    positive_LxE = u_s_LxE + offset
-    m_offset_ExE = least_squares(positive_LxE, u_s_LxE)
-    rowsum_L = positive_LxE.sum(axis=-1)
-    a_hat_LxE = positive_LxE / rowsum_L[:, None]
-    v_hat_ExV = m_offset_ExE @ d_ExL @ v_LxV
-    k_hat_ExD = least_squares(q_LxD, np.log(positive_LxE)).T
-    fitted_logits_LxE = q_LxD @ k_hat_ExD.T
-    a_hat_prime_LxE = softmax_rows(fitted_logits_LxE)
+def pipeline(a_LS, svd, q_LD, v_SW, rank: int) -> Decomposition:
+    """Every stage, on checked float64 inputs; `svd` is np.linalg.svd(a_LS)."""
+    u_s_LR, d_RS = truncated_svd(svd, rank)
+    offset = positive_offset(u_s_LR)
+    positive_LR = u_s_LR + offset
+    m_offset_RR = least_squares(positive_LR, u_s_LR)
+    rowsum_L = positive_LR.sum(axis=-1)
+    a_hat_LR = positive_LR / rowsum_L[:, None]
+    v_hat_RW = m_offset_RR @ d_RS @ v_SW
+    k_hat_RD = least_squares(q_LD, np.log(positive_LR)).T
+    fitted_logits_LR = q_LD @ k_hat_RD.T
+    a_hat_prime_LR = softmax_rows(fitted_logits_LR)
     return Decomposition(
-        a_LxL=a_LxL, u_s_LxE=u_s_LxE, d_ExL=d_ExL, offset=offset, positive_LxE=positive_LxE,
-        m_offset_ExE=m_offset_ExE, rowsum_L=rowsum_L, a_hat_LxE=a_hat_LxE, v_hat_ExV=v_hat_ExV,
-        k_hat_ExD=k_hat_ExD, fitted_logits_LxE=fitted_logits_LxE, a_hat_prime_LxE=a_hat_prime_LxE,
-        a_p_LxL=(a_hat_LxE @ m_offset_ExE @ d_ExL) * rowsum_L[:, None],
-        a_pp_LxL=(a_hat_prime_LxE @ m_offset_ExE @ d_ExL) * rowsum_L[:, None],
-        out_LxV=a_LxL @ v_LxV,
-        out_p_LxV=(a_hat_LxE @ v_hat_ExV) * rowsum_L[:, None],
-        out_pp_LxV=(a_hat_prime_LxE @ v_hat_ExV) * rowsum_L[:, None])
+        a_LS=a_LS, u_s_LR=u_s_LR, d_RS=d_RS, offset=offset, positive_LR=positive_LR,
+        m_offset_RR=m_offset_RR, rowsum_L=rowsum_L, a_hat_LR=a_hat_LR, v_hat_RW=v_hat_RW,
+        k_hat_RD=k_hat_RD, fitted_logits_LR=fitted_logits_LR, a_hat_prime_LR=a_hat_prime_LR,
+        a_p_LS=(a_hat_LR @ m_offset_RR @ d_RS) * rowsum_L[:, None],
+        a_pp_LS=(a_hat_prime_LR @ m_offset_RR @ d_RS) * rowsum_L[:, None],
+        out_LW=a_LS @ v_SW,
+        out_p_LW=(a_hat_LR @ v_hat_RW) * rowsum_L[:, None],
+        out_pp_LW=(a_hat_prime_LR @ v_hat_RW) * rowsum_L[:, None])
 
 
 def stage_errors(dec: Decomposition) -> StageErrors:
     return StageErrors(
-        truncation=relative_frobenius(dec.u_s_LxE @ dec.d_ExL, dec.a_LxL),
-        offset_fit=relative_frobenius(dec.positive_LxE @ dec.m_offset_ExE, dec.u_s_LxE),
-        a_p=relative_frobenius(dec.a_p_LxL, dec.a_LxL),
-        k_hat_residual=relative_frobenius(dec.fitted_logits_LxE, np.log(dec.positive_LxE)),
-        a_hat_prime=relative_frobenius(dec.a_hat_prime_LxE, dec.a_hat_LxE),
-        scale_mismatch=row_scale_mismatch(dec.fitted_logits_LxE, dec.rowsum_L),
-        a_pp=relative_frobenius(dec.a_pp_LxL, dec.a_LxL),
-        out_p=relative_frobenius(dec.out_p_LxV, dec.out_LxV),
-        out_pp=relative_frobenius(dec.out_pp_LxV, dec.out_LxV),
-        out_pp_mean_row_l2=mean_row_l2(dec.out_pp_LxV, dec.out_LxV))
+        truncation=relative_frobenius(dec.u_s_LR @ dec.d_RS, dec.a_LS),
+        offset_fit=relative_frobenius(dec.positive_LR @ dec.m_offset_RR, dec.u_s_LR),
+        a_p=relative_frobenius(dec.a_p_LS, dec.a_LS),
+        k_hat_residual=relative_frobenius(dec.fitted_logits_LR, np.log(dec.positive_LR)),
+        a_hat_prime=relative_frobenius(dec.a_hat_prime_LR, dec.a_hat_LR),
+        scale_mismatch=row_scale_mismatch(dec.fitted_logits_LR, dec.rowsum_L),
+        a_pp=relative_frobenius(dec.a_pp_LS, dec.a_LS),
+        out_p=relative_frobenius(dec.out_p_LW, dec.out_LW),
+        out_pp=relative_frobenius(dec.out_pp_LW, dec.out_LW),
+        out_pp_mean_row_l2=mean_row_l2(dec.out_pp_LW, dec.out_LW))
 
 
 def synthetic_inputs(d: int, l: int, psd_ratio: float, seed: int
@@ -235,12 +239,12 @@ def synthetic_inputs(d: int, l: int, psd_ratio: float, seed: int
     require(is_number(psd_ratio) and 0 <= psd_ratio <= 1,
             f"psd_ratio={psd_ratio!r} is not allowed; it must be a number in [0, 1].")
     rng = np.random.default_rng(seed)
-    r_DxD = rng.random((d, d))
-    structured_LxD = np.concatenate([r_DxD @ r_DxD, np.ones((l - d, d))], axis=0)
-    q_LxD = rng.random((l, d)) * (1 - psd_ratio) + structured_LxD * psd_ratio
-    k_LxD = rng.random((l, d)) * (1 - psd_ratio) + structured_LxD * psd_ratio
-    v_LxD = rng.random((l, d))
-    return q_LxD, k_LxD, v_LxD
+    r_DD = rng.random((d, d))
+    structured_LD = np.concatenate([r_DD @ r_DD, np.ones((l - d, d))], axis=0)
+    q_LD = rng.random((l, d)) * (1 - psd_ratio) + structured_LD * psd_ratio
+    k_SD = rng.random((l, d)) * (1 - psd_ratio) + structured_LD * psd_ratio
+    v_SD = rng.random((l, d))
+    return q_LD, k_SD, v_SD
 
 
 def synthetic_sweep(d: int, l: int, ranks, psd_ratios, seeds, dtype=np.float64) -> list[dict]:
@@ -249,9 +253,9 @@ def synthetic_sweep(d: int, l: int, ranks, psd_ratios, seeds, dtype=np.float64) 
     rows = []
     for psd_ratio in psd_ratios:
         for seed in seeds:
-            q_LxD, k_LxD, v_LxD = as_dtype(dtype, *synthetic_inputs(d, l, psd_ratio, seed))
-            a_LxL = softmax_rows(q_LxD @ k_LxD.T)
-            for rank, errors in zip(ranks, rank_sweep(a_LxL, q_LxD, v_LxD, ranks, dtype)):
+            q_LD, k_SD, v_SD = as_dtype(dtype, *synthetic_inputs(d, l, psd_ratio, seed))
+            a_LS = softmax_rows(q_LD @ k_SD.T)
+            for rank, errors in zip(ranks, rank_sweep(a_LS, q_LD, v_SD, ranks, dtype)):
                 rows.append({"psd_ratio": psd_ratio, "seed": seed, "rank": rank, **errors._asdict()})
     return rows
 

@@ -40,9 +40,9 @@ class HeadProjection(nn.Module):
     def __call__(self, x_BLE: jax.Array, fold_DR: jax.Array | None = None) -> jax.Array:
         cfg = self.cfg
         kernel_EHD = self.param("kernel", head_kernel_init, (cfg.d_model, cfg.n_heads, cfg.d_head),
-                                cfg.params_dtype)
+                                cfg.storage_dtype)
         bias_HD = (self.param("bias", nn.initializers.zeros, (cfg.n_heads, cfg.d_head),
-                              cfg.params_dtype) if cfg.use_bias else None)
+                              cfg.storage_dtype) if cfg.use_bias else None)
         if fold_DR is not None:
             kernel_EHD = jnp.einsum("ehd,dr->ehr", kernel_EHD, fold_DR)
             bias_HD = None if bias_HD is None else bias_HD @ fold_DR
@@ -55,7 +55,7 @@ def output_projection(cfg, use_bias: bool, kernel_init=torch_linear_init) -> nn.
     """Merged heads (B, L, H, D) -> (B, L, E)."""
     return nn.DenseGeneral(features=cfg.d_model, axis=(-2, -1), use_bias=use_bias,
                            kernel_init=kernel_init, dtype=cfg.compute_dtype,
-                           param_dtype=cfg.params_dtype, name="out")
+                           param_dtype=cfg.storage_dtype, name="out")
 
 
 HALF_DTYPES = (jnp.bfloat16, jnp.float16)

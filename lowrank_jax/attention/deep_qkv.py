@@ -56,10 +56,10 @@ class DeepQKVAttention(Attention):
     def head_weight(self, name: str) -> jax.Array:
         cfg, kw = self.cfg, self.cfg.attention_kwargs
         H, E, D, r = cfg.n_heads, cfg.d_model, cfg.d_head, kw["rank"]
-        A_HER = self.param(f"{name}_A", factor_init, (H, E, r), cfg.params_dtype)
-        B_HRD = self.param(f"{name}_B", factor_init, (H, r, D), cfg.params_dtype)
+        A_HER = self.param(f"{name}_A", factor_init, (H, E, r), cfg.storage_dtype)
+        B_HRD = self.param(f"{name}_B", factor_init, (H, r, D), cfg.storage_dtype)
         base_HED = None if kw["strict"] else self.param(f"{name}_base", base_init, (H, E, D),
-                                                        cfg.params_dtype)
+                                                        cfg.storage_dtype)
         return factorized_weight(A_HER, B_HRD, base_HED, kw["temp"]).astype(cfg.compute_dtype)
 
     @nn.compact

@@ -107,7 +107,7 @@ class LinformerProjection(nn.Module):
     @nn.compact
     def __call__(self) -> jax.Array:
         return self.param("E", projection_init(self.cfg), projection_shape(self.cfg),
-                          self.cfg.params_dtype)
+                          self.cfg.storage_dtype)
 
 
 class LinformerAttention(Attention):
@@ -163,7 +163,7 @@ class LinformerAttention(Attention):
             E = self.shared()
             return E, E
         def make(name):
-            return self.param(name, projection_init(cfg), projection_shape(cfg), cfg.params_dtype)
+            return self.param(name, projection_init(cfg), projection_shape(cfg), cfg.storage_dtype)
 
         E = make("E")
         return E, (E if sharing == "kv" else make("F"))

@@ -44,7 +44,7 @@ class LowRankQKAttention(Attention):
         cfg = self.cfg
         chex.assert_rank(x_BLE, 3)
         U_DR = self.param("U", nn.initializers.orthogonal(), (cfg.d_head, cfg.attention_kwargs["r"]),
-                          cfg.params_dtype)
+                          cfg.storage_dtype)
         q_BLHR = core.HeadProjection(cfg, name="query")(x_BLE, U_DR)
         k_BLHR = core.HeadProjection(cfg, name="key")(x_BLE, U_DR)
         v_BLHD = core.HeadProjection(cfg, name="value")(x_BLE)

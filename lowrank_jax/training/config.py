@@ -15,7 +15,7 @@ TOKENIZERS = ("bytes", "bpe")
 
 
 def check_train_config(config, data=None) -> tuple[ModelConfig, Task]:
-    """Raises ConfigError with one sentence for the first bad field; returns (model config,
+    """Raises UserError with one sentence for the first bad field; returns (model config,
     task). `data` is what the task reads (the text task's corpus), made by train/."""
     check_training_fields(config)
     model_cfg = model_config(config, None if data is None else len(data.byte_lengths))
