@@ -43,6 +43,15 @@ LM_LOCAL_TRAINING = dict(steps=1500, batch_size=16, lr=2e-3, warmup_steps=100, l
                          eval_every=500, checkpoint_every=500)
 
 
+def head_sized(attention: str, option: str, divisor: int):
+    """The model fields of `attention` with `option` = d_head // divisor, as a function of the
+    size make_lm_config lands on."""
+    def fields(model: dict) -> dict:
+        d_head = model["d_model"] // model["n_heads"]
+        return dict(attention=attention, attention_kwargs={option: d_head // divisor})
+    return fields
+
+
 def make_lm_config(arg: str, model, local_model, **training):
     """`arg` "" for the GPU-sized run, "local" for the CPU-sized one; vocab_size 0 in a
     model takes the tokenizer's. `model` and `local_model` are the fields an experiment

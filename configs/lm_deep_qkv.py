@@ -3,13 +3,10 @@ on the default corpus (the Python standard library).
     python -m train --config configs/lm_deep_qkv.py
     python -m train --config configs/lm_deep_qkv.py:local
 """
-from configs.base import make_lm_config
+from configs.base import head_sized, make_lm_config
 
-
-def attention(model: dict) -> dict:
-    d_head = model["d_model"] // model["n_heads"]
-    return dict(attention="deep_qkv", attention_kwargs={"rank": d_head // 2})
+ATTENTION = head_sized("deep_qkv", "rank", 2)
 
 
 def get_config(arg: str = ""):
-    return make_lm_config(arg, attention, attention)
+    return make_lm_config(arg, ATTENTION, ATTENTION)
