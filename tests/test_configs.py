@@ -5,11 +5,7 @@ import jax
 import pytest
 
 from lowrank_jax import ATTENTIONS, GPT, count_parameters
-from lowrank_jax.training.config import (
-    check_train_config,
-    check_training_fields,
-    model_config,
-)
+from lowrank_jax.training.config import check_train_config, run_spec
 from lowrank_jax.training.optim import make_optimizer
 from lowrank_jax.training.state import init_state
 from train.cli import load_config_file
@@ -25,10 +21,9 @@ CONFIGS = ["configs/abc_sort.py", "configs/abc_sort.py:standard", "configs/abc_s
 
 
 def parameters(config) -> int:
-    check_training_fields(config)
-    model_cfg = model_config(config)  # a text model's vocabulary waits for its tokenizer
-    shapes = jax.eval_shape(lambda: init_state(GPT(model_cfg), make_optimizer(config), 0,
-                                               model_cfg.max_len + 1).params)
+    spec = run_spec(config)  # a text model's vocabulary waits for its tokenizer
+    shapes = jax.eval_shape(lambda: init_state(GPT(spec.model), make_optimizer(spec.optimizer),
+                                               0, spec.model.max_len + 1).params)
     return count_parameters(shapes)
 
 
@@ -39,11 +34,11 @@ def test_config_builds(spec):
 
 def test_seed_models_have_the_seeds_shapes():
     seed000 = load_config_file("configs/gpt_lowrank_qk.py:random")
-    model_cfg, _ = check_train_config(seed000)
+    model_cfg, _ = check_train_config(run_spec(seed000))
     assert (model_cfg.d_model, model_cfg.n_layers, model_cfg.n_heads, model_cfg.d_ff) == (512, 6, 8, 2048)
     assert model_cfg.attention_kwargs["r"] == 64 and model_cfg.norm_position == "post"
     lumen = load_config_file("configs/lumenspark.py")
-    model_cfg = model_config(lumen)
+    model_cfg = run_spec(lumen).model
     assert lumen.task == "text" and lumen.data.tokenizer == "bpe"
     assert (lumen.data.vocab_size, model_cfg.d_model, model_cfg.n_layers, model_cfg.n_heads,
             model_cfg.max_len, model_cfg.dropout) == (50257, 512, 6, 4, 512, 0.1)

@@ -77,10 +77,10 @@ def test_trace_labels_tokens_or_numbers_the_columns_of_compressed_variants():
     from configs.abc_sort import get_config
     from lowrank_jax.attention import weights_are_per_token
     from lowrank_jax.tasks import abc_sort
-    from lowrank_jax.training.config import check_train_config
+    from lowrank_jax.training.config import check_train_config, run_spec
 
     for attention, token_labels in (("deep_qkv", True), ("linformer", False)):
-        model_cfg, _ = check_train_config(get_config(attention))
+        model_cfg, _ = check_train_config(run_spec(get_config(attention)))
         model = GPT(model_cfg)
         params = model.init(jax.random.key(0), jnp.zeros((1, 6), jnp.int32))["params"]
         steps = abc_sort.trace(abc_sort.traceable(model, params), "cab")

@@ -10,7 +10,7 @@ import pytest
 from configs.abc_sort import get_config
 from lowrank_jax import ATTENTIONS, GPT
 from lowrank_jax.tasks import abc_sort
-from lowrank_jax.training.config import check_train_config
+from lowrank_jax.training.config import check_train_config, run_spec
 from lowrank_jax.training.optim import make_optimizer, make_schedule
 from lowrank_jax.training.state import abstract_state, create_state, make_mesh
 from lowrank_jax.training.step import make_train_fn, make_train_step, summarize
@@ -77,7 +77,7 @@ def test_eight_devices_give_the_loss_of_one(tmp_path):
 
 
 def test_schedule_is_the_seeds_warmup_then_cosine_to_a_tenth():
-    schedule = make_schedule(get_config())
+    schedule = make_schedule(run_spec(get_config()).optimizer)
     assert float(schedule(0)) == 0.0
     np.testing.assert_allclose(float(schedule(250)), 0.5e-3, rtol=1e-6)
     np.testing.assert_allclose(float(schedule(500)), 1e-3, rtol=1e-6)
@@ -91,7 +91,7 @@ def test_weight_decay_mask(decay_on, decayed):
     config.weight_decay_on = decay_on
     config.warmup_steps = 1
     params = {"norm": {"scale": jnp.ones(3), "bias": jnp.ones(3)}, "dense": {"kernel": jnp.ones((3, 3))}}
-    optimizer = make_optimizer(config)
+    optimizer = make_optimizer(run_spec(config).optimizer)
     state = optimizer.init(params)
     for _ in range(2):  # past warmup, so the learning rate is not 0
         updates, state = optimizer.update(jax.tree.map(jnp.zeros_like, params), state, params)
@@ -129,14 +129,15 @@ def test_a_finished_run_only_evaluates(tmp_path):
 def test_every_variant_trains_alike_on_one_and_eight_devices(attention):
     config = get_config(attention)
     config.model.dropout = 0.1
-    model_cfg, task = check_train_config(config)
-    model, optimizer = GPT(model_cfg.replace(deterministic=False)), make_optimizer(config)
+    spec = run_spec(config)
+    model_cfg, task = check_train_config(spec)
+    model, optimizer = GPT(model_cfg.replace(deterministic=False)), make_optimizer(spec.optimizer)
     results = {}
     for n in (1, 8):
         mesh = make_mesh(n)
-        abstract = abstract_state(model, optimizer, config.seed, task.seq_len, mesh)
-        state = create_state(model, optimizer, config.seed, task.seq_len, abstract)
-        step = make_train_step(model, optimizer, task.make_batch, config.batch_size, mesh)
+        abstract = abstract_state(model, optimizer, spec.seed, task.seq_len, mesh)
+        state = create_state(model, optimizer, spec.seed, task.seq_len, abstract)
+        step = make_train_step(model, optimizer, task.make_batch, spec.batch_size, mesh)
         state, sums = make_train_fn(step, abstract, mesh, 3)(state, task.data)
         assert len(state.params["token_embed"]["embedding"].sharding.device_set) == n
         results[n] = summarize(jax.device_get(sums))

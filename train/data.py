@@ -81,8 +81,8 @@ def load_text(data_cfg, workdir: str, resuming: bool) -> tuple[TextTokenizer, Te
     return tokenizer, data
 
 
-def load_task_data(config, workdir: str, resuming: bool):
+def load_task_data(spec, workdir: str, resuming: bool):
     """(tokenizer, task data) for the text task; (None, None) for tasks that make their own."""
-    if config.task != "text":
+    if spec.data is None:
         return None, None
-    return load_text(config.data, workdir, resuming)
+    return load_text(spec.data, workdir, resuming)

@@ -7,11 +7,7 @@ import time
 import jax
 
 from lowrank_jax.model import GPT, count_parameters, describe_parameters
-from lowrank_jax.training.config import (
-    check_devices,
-    check_train_config,
-    check_training_fields,
-)
+from lowrank_jax.training.config import check_devices, check_train_config, run_spec
 from lowrank_jax.training.optim import make_optimizer, make_schedule
 from lowrank_jax.training.state import (
     abstract_state,
@@ -47,21 +43,22 @@ def saved_run(ckpt: Checkpointer) -> tuple[int, dict] | tuple[None, None]:
     return (None, None) if step is None else (step, ckpt.read_meta(step))
 
 
-def check_same_inputs(saved: dict, config) -> None:
+def check_same_inputs(saved: dict, spec) -> None:
     """Before anything is written to the workdir: the checkpoint there must be of this task
     and data."""
     saved_config = saved.get("config", {})
-    if saved_config.get("task") != config.task:
+    if saved_config.get("task") != spec.task:
         raise UserError("workdir holds a checkpoint of another task; pass another --workdir, "
                         "or the settings of the run that made it.")
-    current = {k: v for k, v in (config.data.to_dict() if "data" in config else {}).items()
-               if k in DATA_IDENTITY}
-    differing = [k for k in sorted(current) if saved_config.get("data", {}).get(k) != current[k]]
-    if differing:
-        k = differing[0]
-        raise UserError(f"workdir holds a checkpoint trained on other data (data.{k} is "
-                        f"{saved_config['data'].get(k)!r} there but {current[k]!r} here); pass "
-                        "another --workdir, or the settings of the run that made it.")
+    if spec.data is None:
+        return
+    saved_data = saved_config.get("data", {})
+    for k in DATA_IDENTITY:
+        here, there = getattr(spec.data, k), saved_data.get(k)
+        if (tuple(there) if isinstance(there, list) else there) != here:
+            raise UserError(f"workdir holds a checkpoint trained on other data (data.{k} is "
+                            f"{there!r} there but {here!r} here); pass another --workdir, or "
+                            "the settings of the run that made it.")
 
 
 def check_same_model(saved: dict, meta: dict) -> None:
@@ -85,23 +82,23 @@ def eval_record(step: int, task, sums: dict) -> dict:
 
 def train_and_evaluate(config, workdir: str) -> dict:
     """Trains (or resumes) the run `config` describes in `workdir`; returns its summary."""
-    check_training_fields(config)
+    spec = run_spec(config)
     check_workdir_writable(workdir)
-    ckpt = Checkpointer(workdir, config.keep_checkpoints)
+    ckpt = Checkpointer(workdir, spec.keep_checkpoints)
     try:
         start, saved = saved_run(ckpt)
         if saved is not None:
-            check_same_inputs(saved, config)
-        _, data = load_task_data(config, workdir, resuming=saved is not None)
-        model_cfg, task = check_train_config(config, data)
-        mesh = make_mesh(check_devices(config, jax.local_device_count()))
+            check_same_inputs(saved, spec)
+        _, data = load_task_data(spec, workdir, resuming=saved is not None)
+        model_cfg, task = check_train_config(spec, data)
+        mesh = make_mesh(check_devices(spec, jax.local_device_count()))
         train_model, eval_model = GPT(model_cfg.replace(deterministic=False)), GPT(model_cfg)
-        optimizer = make_optimizer(config)
-        abstract = abstract_state(train_model, optimizer, config.seed, task.seq_len, mesh)
+        optimizer = make_optimizer(spec.optimizer)
+        abstract = abstract_state(train_model, optimizer, spec.seed, task.seq_len, mesh)
         meta = {"config": config.to_dict(), "param_shapes": param_shapes(abstract.params),
                 "vocab_size": model_cfg.vocab_size}
         if saved is None:
-            state, start = create_state(train_model, optimizer, config.seed, task.seq_len,
+            state, start = create_state(train_model, optimizer, spec.seed, task.seq_len,
                                         abstract), 0
         else:
             check_same_model(saved, meta)
@@ -110,18 +107,18 @@ def train_and_evaluate(config, workdir: str) -> dict:
         if start:
             print(f"resuming from the checkpoint at step {start}")
         task_data = jax.device_put(task.data, replicated(mesh))
-        lengths = chunk_lengths(start, config.steps,
-                                math.gcd(config.log_every, config.eval_every, config.checkpoint_every))
-        train_step = make_train_step(train_model, optimizer, task.make_batch, config.batch_size, mesh)
+        lengths = chunk_lengths(start, spec.steps,
+                                math.gcd(spec.log_every, spec.eval_every, spec.checkpoint_every))
+        train_step = make_train_step(train_model, optimizer, task.make_batch, spec.batch_size, mesh)
         t0 = time.perf_counter()
         calls = {n: make_train_fn(train_step, abstract, mesh, n).lower(abstract, task_data).compile()
                  for n in sorted(set(lengths))}
         compile_seconds = time.perf_counter() - t0
-        logger = TrainLogger(workdir, start, config.steps, make_schedule(config))
+        logger = TrainLogger(workdir, start, spec.steps, make_schedule(spec.optimizer))
         evaluate = make_eval_fn(eval_model, task)
         t0 = time.perf_counter()
         state, last_eval = run_calls(
-            config, state, start, lengths, lambda n, s: calls[n](s, task_data), logger,
+            spec, state, start, lengths, lambda n, s: calls[n](s, task_data), logger,
             lambda step, params: eval_record(step, task, evaluate(params, task_data)),
             lambda step, s: ckpt.save(step, s, meta))
         train_seconds = time.perf_counter() - t0
@@ -135,7 +132,7 @@ def train_and_evaluate(config, workdir: str) -> dict:
             "compile_seconds": compile_seconds, "train_seconds": train_seconds}
 
 
-def run_calls(config, state, step, lengths, run, logger, evaluate, save):
+def run_calls(spec, state, step, lengths, run, logger, evaluate, save):
     """Runs `run(n, state)` over the call lengths, logging, evaluating and saving on
     schedule; returns (final state, last eval record)."""
     last_eval = None
@@ -144,14 +141,14 @@ def run_calls(config, state, step, lengths, run, logger, evaluate, save):
         step += n
         logger.add(sums, n)
         logger.flush()
-        done = step == config.steps
-        if step % config.log_every == 0 or done:
+        done = step == spec.steps
+        if step % spec.log_every == 0 or done:
             logger.close_window(step)
-        if step % config.eval_every == 0 or done:
+        if step % spec.eval_every == 0 or done:
             logger.flush()
             last_eval = evaluate(step, state.params)
             logger.write_eval(last_eval)
-        if step % config.checkpoint_every == 0 or done:
+        if step % spec.checkpoint_every == 0 or done:
             save(step, state)
     logger.close()
     jax.block_until_ready(state)

@@ -245,7 +245,7 @@ PROFILED_LENGTH = 8192   # where the causal Linformer should start to pay off
 
 class StepSetup(NamedTuple):
     model_cfg: object
-    config: object
+    spec: object
     task: object
     model: object
     optimizer: object
@@ -257,7 +257,7 @@ def step_setup(label: str, length: int, batch: int, remat: str) -> StepSetup:
     """The project's own train step for GPT-2 small with one variant, on one device."""
     from configs.base import make_config
     from lowrank_jax.model import GPT
-    from lowrank_jax.training.config import check_train_config
+    from lowrank_jax.training.config import check_train_config, run_spec
     from lowrank_jax.training.optim import make_optimizer
     from lowrank_jax.training.state import abstract_state, make_mesh
 
@@ -266,18 +266,19 @@ def step_setup(label: str, length: int, batch: int, remat: str) -> StepSetup:
              "attention_kwargs": kwargs, "remat": remat}
     config = make_config("random_tokens", model, batch_size=batch, steps=1000, warmup_steps=10,
                          num_devices=1)
-    model_cfg, task = check_train_config(config)
+    spec = run_spec(config)
+    model_cfg, task = check_train_config(spec)
     mesh = make_mesh(1)
     train_model = GPT(model_cfg.replace(deterministic=False))
-    optimizer = make_optimizer(config)
-    abstract = abstract_state(train_model, optimizer, config.seed, task.seq_len, mesh)
-    return StepSetup(model_cfg, config, task, train_model, optimizer, abstract, mesh)
+    optimizer = make_optimizer(spec.optimizer)
+    abstract = abstract_state(train_model, optimizer, spec.seed, task.seq_len, mesh)
+    return StepSetup(model_cfg, spec, task, train_model, optimizer, abstract, mesh)
 
 
 def compile_step(s: StepSetup):
     from lowrank_jax.training.step import make_train_fn, make_train_step
 
-    step = make_train_step(s.model, s.optimizer, s.task.make_batch, s.config.batch_size, s.mesh)
+    step = make_train_step(s.model, s.optimizer, s.task.make_batch, s.spec.batch_size, s.mesh)
     return make_train_fn(step, s.abstract, s.mesh, 1).lower(s.abstract, s.task.data).compile()
 
 
@@ -306,7 +307,7 @@ def time_step(label: str, length: int, batch: int, remat: str, peak_tflops: floa
         start = time.perf_counter()
         run = compile_step(s)
         row["compile_s"] = time.perf_counter() - start
-        state = create_state(s.model, s.optimizer, s.config.seed, s.task.seq_len, s.abstract)
+        state = create_state(s.model, s.optimizer, s.spec.seed, s.task.seq_len, s.abstract)
         data = jax.device_put(s.task.data, replicated(s.mesh))
         for _ in range(2):
             state, sums = run(state, data)
@@ -349,7 +350,7 @@ def breakdown(label: str, length: int, batch: int, step_ms: float) -> dict:
 
     embed = jax.random.normal(jax.random.key(2), (cfg.vocab_size, cfg.d_model)) * 0.02
     targets = jax.random.randint(jax.random.key(3), (batch, length), 0, cfg.vocab_size)
-    state = create_state(s.model, s.optimizer, s.config.seed, s.task.seq_len, s.abstract)
+    state = create_state(s.model, s.optimizer, s.spec.seed, s.task.seq_len, s.abstract)
     update = jax.jit(lambda g, o, p: s.optimizer.update(g, o, p))
     parts = {"attention": cfg.n_layers * layer_ms(ATTENTIONS[cfg.attention](cfg)),
              "mlp": cfg.n_layers * layer_ms(FeedForward(cfg)),

@@ -10,7 +10,7 @@ from lowrank_jax.config import ModelConfig
 from lowrank_jax.model import GPT
 from lowrank_jax.tasks import Task
 from lowrank_jax.tasks import TASKS
-from lowrank_jax.training.config import check_train_config, model_config
+from lowrank_jax.training.config import check_train_config, run_spec
 from lowrank_jax.training.optim import make_optimizer
 from lowrank_jax.training.state import abstract_state, make_mesh
 from train.checkpoint import CHECKPOINT_DIR, Checkpointer, check_vocab
@@ -43,15 +43,16 @@ def load_latest(workdir: str, data_overrides: dict | None = None, with_data: boo
         config = ml_collections.ConfigDict(meta["config"])
         if data_overrides:
             config.data.update(data_overrides)
+        spec = run_spec(config)
         if with_data:
-            tokenizer, data = load_task_data(config, workdir, resuming=True)
-            model_cfg, task = check_train_config(config, data)
+            tokenizer, data = load_task_data(spec, workdir, resuming=True)
+            model_cfg, task = check_train_config(spec, data)
         else:
-            tokenizer, task = without_data(config, workdir)
-            model_cfg = model_config(config, tokenizer and tokenizer.vocab_size)
+            tokenizer, task = without_data(spec, workdir)
+            model_cfg = spec.model_for(tokenizer and tokenizer.vocab_size)
         check_vocab(meta, model_cfg.vocab_size)
         # Parameter shapes do not depend on the length the model is traced at.
-        abstract = abstract_state(GPT(model_cfg), make_optimizer(config), config.seed,
+        abstract = abstract_state(GPT(model_cfg), make_optimizer(spec.optimizer), spec.seed,
                                   model_cfg.max_len + 1, make_mesh(1))
         params = ckpt.restore(step, abstract).params
     finally:
@@ -59,12 +60,12 @@ def load_latest(workdir: str, data_overrides: dict | None = None, with_data: boo
     return Run(config, model_cfg, task, params, step, tokenizer)
 
 
-def without_data(config, workdir: str):
+def without_data(spec, workdir: str):
     """(tokenizer, task) without reading a corpus: a text run's tokenizer is in its workdir
     and its task needs the data (None); other tasks make their own."""
-    if config.task == "text":
+    if spec.data is not None:
         return read_tokenizer(tokenizer_path(workdir)), None
-    return None, TASKS[config.task](model_config(config), None)
+    return None, TASKS[spec.task](spec.model, None)
 
 
 def load_pretrained(workdir: str):

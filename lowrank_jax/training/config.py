@@ -1,5 +1,10 @@
-"""Checks a training config (ml_collections) and builds the ModelConfig and Task it names."""
+"""RunSpec: a training run's settings, checked once and typed. The entry points turn the
+ml_collections config into one with run_spec(); everything after takes the spec (and
+the ModelConfig and Task that check_train_config builds from it)."""
 from __future__ import annotations
+
+import dataclasses
+from typing import Any
 
 from lowrank_jax.config import ModelConfig
 from lowrank_jax.tasks import TASKS, Task
@@ -9,39 +14,101 @@ from lowrank_jax.validation import check_choice, is_int, is_number, require
 WEIGHT_DECAY_ON = ("all", "matrices")
 POSITIVE_INTS = ("steps", "batch_size", "log_every", "eval_every", "checkpoint_every",
                  "keep_checkpoints")
-
-
 TOKENIZERS = ("bytes", "bpe")
+RUN_FIELDS = ("seed", "steps", "batch_size", "log_every", "eval_every", "checkpoint_every",
+              "keep_checkpoints", "num_devices")
 
 
-def check_train_config(config, data=None) -> tuple[ModelConfig, Task]:
-    """Raises UserError with one sentence for the first bad field; returns (model config,
-    task). `data` is what the task reads (the text task's corpus), made by train/."""
+@dataclasses.dataclass(frozen=True)
+class OptimizerSpec:
+    """AdamW with warmup-cosine and clipping (training/optim.py)."""
+    lr: float
+    warmup_steps: int
+    steps: int
+    end_lr_ratio: float
+    weight_decay: float
+    weight_decay_on: str
+    grad_clip: float
+
+
+@dataclasses.dataclass(frozen=True)
+class DataSpec:
+    """Where a text run's tokens come from and how evaluation reads them (train/data.py)."""
+    path: Any                   # a file or folder, "stdlib", or a tuple of them
+    glob: str
+    val_fraction: float
+    tokenizer: str
+    vocab_size: int
+    tokenizer_path: str
+    cache_dir: str
+    eval_windows: int
+    eval_batch_size: int
+
+
+@dataclasses.dataclass(frozen=True)
+class RunSpec:
+    task: str
+    seed: int
+    steps: int
+    batch_size: int
+    log_every: int
+    eval_every: int
+    checkpoint_every: int
+    keep_checkpoints: int
+    num_devices: int            # 0: every local device
+    model: ModelConfig          # with vocab_from_tokenizer, its vocab_size waits for the tokenizer
+    optimizer: OptimizerSpec
+    data: DataSpec | None       # the text task's
+    vocab_from_tokenizer: bool = False
+
+    def model_for(self, vocab_size: int | None) -> ModelConfig:
+        """The model, with the tokenizer's vocabulary where the config left it to it."""
+        if self.vocab_from_tokenizer and vocab_size is not None:
+            return self.model.replace(vocab_size=vocab_size)
+        return self.model
+
+
+def fields_of(cls, section) -> dict:
+    return {f.name: section[f.name] for f in dataclasses.fields(cls)}
+
+
+def run_spec(config) -> RunSpec:
+    """Checks every field a run needs before its data is read (one sentence, UserError, for
+    the first bad one) and returns them typed."""
     check_training_fields(config)
-    model_cfg = model_config(config, None if data is None else len(data.byte_lengths))
-    task = TASKS[config.task](model_cfg, data)
-    hint = " (0 takes the tokenizer's)" if config.task == "text" else ""
+    text = config.task == "text"
+    data = None
+    if text:
+        check_data_config(config.data)
+        data = fields_of(DataSpec, config.data)
+        path = data["path"]
+        data = DataSpec(**{**data, "path": tuple(path) if isinstance(path, list) else path})
+    model = config.model.to_dict()
+    pending = text and model["vocab_size"] == 0
+    model_cfg = ModelConfig.from_dict({**model, "vocab_size": 1 if pending
+                                       else model["vocab_size"]})
+    return RunSpec(task=config.task, model=model_cfg,
+                   optimizer=OptimizerSpec(**fields_of(OptimizerSpec, config)), data=data,
+                   vocab_from_tokenizer=pending, **{name: config[name] for name in RUN_FIELDS})
+
+
+def check_train_config(spec: RunSpec, data=None) -> tuple[ModelConfig, Task]:
+    """(model config, task) of the run; `data` is what the task reads (the text task's
+    corpus, made by train/). Raises UserError if the model does not fit the task."""
+    model_cfg = spec.model_for(None if data is None else len(data.byte_lengths))
+    task = TASKS[spec.task](model_cfg, data)
+    hint = " (0 takes the tokenizer's)" if spec.vocab_from_tokenizer else ""
     require(model_cfg.vocab_size == task.vocab_size,
-            f"model.vocab_size={model_cfg.vocab_size} is not allowed for task {config.task!r}; "
+            f"model.vocab_size={model_cfg.vocab_size} is not allowed for task {spec.task!r}; "
             f"its vocabulary has {task.vocab_size} tokens{hint}.")
     require(model_cfg.max_len >= task.seq_len - 1,
-            f"model.max_len={model_cfg.max_len} is not allowed for task {config.task!r}; "
+            f"model.max_len={model_cfg.max_len} is not allowed for task {spec.task!r}; "
             f"it must be at least {task.seq_len - 1}.")
     return model_cfg, task
 
 
-def model_config(config, vocab_size: int | None = None) -> ModelConfig:
-    """The text task's model.vocab_size 0 means the tokenizer's, `vocab_size`; until the
-    tokenizer is known, every other field is still checked."""
-    model = config.model.to_dict()
-    if model["vocab_size"] == 0 and config.task == "text":
-        model["vocab_size"] = vocab_size or 1
-    return ModelConfig.from_dict(model)
-
-
 def check_training_fields(config) -> None:
-    """Every field a run needs before its data is read: the schedule, the optimizer, the
-    task and its data settings, and the model (but for a vocabulary still to come)."""
+    """The schedule, the optimizer and the task (run_spec checks the data and the model)."""
     for field in POSITIVE_INTS:
         value = config[field]
         require(is_int(value) and value >= 1,
@@ -62,9 +129,6 @@ def check_training_fields(config) -> None:
     require(is_number(config.grad_clip) and config.grad_clip > 0,
             f"grad_clip={config.grad_clip!r} is not allowed; it must be a positive number.")
     check_choice("task", config.task, tuple(TASKS))
-    if config.task == "text":
-        check_data_config(config.data)
-    model_config(config)
 
 
 def check_data_config(data) -> None:
@@ -92,12 +156,12 @@ def check_data_config(data) -> None:
             "integer.")
 
 
-def check_devices(config, available: int) -> int:
+def check_devices(spec: RunSpec, available: int) -> int:
     """The number of devices the run uses; the global batch must split evenly over them."""
-    n = config.num_devices or available
+    n = spec.num_devices or available
     require(n <= available, f"num_devices={n} is not allowed; this machine has {available}.")
-    require(config.batch_size % n == 0,
-            f"batch_size={config.batch_size} is not allowed on {n} devices; "
+    require(spec.batch_size % n == 0,
+            f"batch_size={spec.batch_size} is not allowed on {n} devices; "
             "it must be a multiple of the device count.")
     return n
 

@@ -5,14 +5,14 @@ import jax
 import optax
 
 
-def make_schedule(config) -> optax.Schedule:
+def make_schedule(opt) -> optax.Schedule:
     """0 -> lr over warmup_steps, then cosine to lr * end_lr_ratio at `steps`.
 
     optax counts the warmup inside decay_steps, so decay_steps is the total step count.
     """
     return optax.warmup_cosine_decay_schedule(
-        init_value=0.0, peak_value=config.lr, warmup_steps=config.warmup_steps,
-        decay_steps=config.steps, end_value=config.lr * config.end_lr_ratio)
+        init_value=0.0, peak_value=opt.lr, warmup_steps=opt.warmup_steps,
+        decay_steps=opt.steps, end_value=opt.lr * opt.end_lr_ratio)
 
 
 def decay_mask(weight_decay_on: str):
@@ -22,9 +22,10 @@ def decay_mask(weight_decay_on: str):
     return lambda params: jax.tree.map(lambda p: p.ndim >= 2, params)
 
 
-def make_optimizer(config) -> optax.GradientTransformation:
+def make_optimizer(opt) -> optax.GradientTransformation:
+    """`opt`: the run's OptimizerSpec (training/config.py)."""
     return optax.chain(
-        optax.clip_by_global_norm(config.grad_clip),
-        optax.adamw(make_schedule(config), weight_decay=config.weight_decay,
-                    mask=decay_mask(config.weight_decay_on)),
+        optax.clip_by_global_norm(opt.grad_clip),
+        optax.adamw(make_schedule(opt), weight_decay=opt.weight_decay,
+                    mask=decay_mask(opt.weight_decay_on)),
     )
