@@ -213,6 +213,20 @@ def test_generation_needs_the_workdir_alone(corpus_dir, tmp_path):
     assert model.cfg.vocab_size == tokenizer.vocab_size == 256
     result = run("train.generate", "--workdir", workdir, "--prompt", "def", "--max-new-tokens", "3")
     assert result.returncode == 0 and result.stdout.startswith("def"), result.stderr
+    assert_clean_error(run("train.evaluate", "--workdir", workdir),
+                       f"is gone and so is the token cache made from it in {tmp_path / 'cache'}; "
+                       "put the corpus back to evaluate or resume.")
+
+
+def test_evaluation_reads_the_token_cache_when_the_corpus_is_gone(corpus_dir, tmp_path):
+    corpus = shutil.copytree(corpus_dir, tmp_path / "corpus")
+    workdir = str(tmp_path / "run")
+    train_and_evaluate(tiny_config(corpus, tmp_path / "cache", steps=4), workdir)
+    with_corpus = run("train.evaluate", "--workdir", workdir)
+    shutil.rmtree(corpus)
+    without = run("train.evaluate", "--workdir", workdir)
+    assert with_corpus.returncode == without.returncode == 0, without.stderr
+    assert without.stdout == with_corpus.stdout and "bits_per_byte" in without.stdout
 
 
 def test_python_api_loads_and_generates(text_run):
