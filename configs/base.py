@@ -27,7 +27,7 @@ def make_config(task: str, model: dict, **training) -> ml_collections.ConfigDict
 
 # A language model on a text corpus; the default is the Python standard library.
 DATA_DEFAULTS = dict(
-    path="stdlib", glob="**/*.py", val_fraction=0.05,
+    path="stdlib", glob="", val_fraction=0.05,   # glob "": every file (the stdlib: its .py)
     tokenizer="bytes", vocab_size=4096,   # vocab_size: BPE only
     tokenizer_path="",                    # a tokenizer.json to load instead of training BPE
     cache_dir="",                         # "": <workdir>/cache

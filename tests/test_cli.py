@@ -1,5 +1,6 @@
 """The entry points as a user runs them: bad input is one sentence, exit 2, nothing touched."""
 import os
+import re
 
 import pytest
 
@@ -9,12 +10,37 @@ from helpers import QUICK, assert_clean_error, run, tree_digest
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory):
+def trained_run(tmp_path_factory):
     workdir = str(tmp_path_factory.mktemp("trained"))
     result = run("train", "--workdir", workdir, *QUICK)
     assert result.returncode == 0, result.stderr
     assert "trainable parameters: 480" in result.stdout
-    return workdir
+    return workdir, result.stdout
+
+
+@pytest.fixture(scope="module")
+def trained(trained_run):
+    return trained_run[0]
+
+
+def test_a_run_outside_a_terminal_logs_lines_and_ends_with_a_summary(trained_run):
+    """stdout is a pipe here, as under nohup or a batch scheduler: no bar, but lines."""
+    out = trained_run[1]
+    assert re.search(r"^step 2/4  loss \d+\.\d{4}  lr \S+  [\d,]+ tokens/s  ETA \dm\d\ds$", out,
+                     re.M), out
+    assert re.search(r"^step 4/4  loss ", out, re.M)
+    assert re.search(r"^eval at step 4: triples_correct \d+", out, re.M)
+    assert re.search(r"^done: step 4, train loss \d+\.\d{4}, validation triples_correct \d+, "
+                     r"training [\d.]+ s \(\+[\d.]+ s compiling\); workdir ", out, re.M)
+
+
+def test_plot_draws_the_curves_of_a_run(trained, tmp_path):
+    out = tmp_path / "curves.png"
+    result = run("train.plot", trained, "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert_clean_error(run("train.plot", str(tmp_path / "none")),
+                       "holds no metrics.jsonl; train a run there first.")
 
 
 @pytest.mark.parametrize("args,message", [

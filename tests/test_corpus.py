@@ -26,17 +26,25 @@ def test_file_folder_and_list(tree):
 
 
 def test_default_corpus_is_the_standard_library():
-    files = corpus.resolve_files(corpus.DEFAULT_CORPUS, corpus.DEFAULT_GLOB)
+    files = corpus.resolve_files(corpus.DEFAULT_CORPUS, "")
     assert len(files) > 100 and any(f.name == "os.py" for f in files)
+    assert all(f.suffix == ".py" for f in files)  # the default glob is the stdlib's only
     assert not any("site-packages" in f.parts for f in files)
     documents = corpus.read_documents(files[:50], skip_undecodable=True)
     assert all(isinstance(d, str) for d in documents)
 
 
-def test_split_keeps_documents_whole(tree):
-    docs = ["a" * 90, "b" * 5, "c" * 5]
-    train, val = corpus.split(docs, 0.1)
-    assert train == ["a" * 90] and val == ["b" * 5, "c" * 5]
+def test_an_empty_glob_takes_every_file_of_a_folder(tree):
+    assert corpus.resolve_files(str(tree), "") == [tree / "a.txt", tree / "sub" / "b.txt",
+                                                   tree / "sub" / "c.md"]
+
+
+def test_validation_is_the_tail_of_every_document():
+    train, val = corpus.split(["a" * 90 + "A" * 10, "b" * 18 + "B" * 2, "c"], 0.1)
+    assert train == ["a" * 90, "b" * 18, "c"] and val == ["A" * 10, "B" * 2]
+    one_file = "first line\n" * 40
+    train, val = corpus.split([one_file], 0.05)
+    assert train[0] + val[0] == one_file and len(val[0]) == 22
 
 
 def test_token_cache_is_written_once_and_mapped(tree, tmp_path):
@@ -80,5 +88,6 @@ def test_bad_corpora(tree):
     (tree / "latin.txt").write_bytes("café".encode("latin-1"))
     with pytest.raises(UserError, match=r"latin\.txt is not UTF-8 text \(byte 3 cannot be decoded\)"):
         corpus.read_documents([tree / "latin.txt"])
-    with pytest.raises(UserError, match=r"leaves no validation text in a corpus of 1 file"):
-        corpus.split(["only one"], 0.1)
+    with pytest.raises(UserError, match=r"^data\.val_fraction=0\.01 leaves no validation text "
+                                        r"in a corpus of 8 characters; give more text"):
+        corpus.split(["only one"], 0.01)

@@ -199,6 +199,21 @@ def test_generate_refuses_bad_input(text_run, args, message):
     assert_clean_error(run("train.generate", "--workdir", text_run[0], *flat), message)
 
 
+def test_one_text_file_is_a_corpus(tmp_path):
+    """nanoGPT's Shakespeare style: one input.txt; and a folder of text files of any
+    extension, the default glob taking every file."""
+    texts = tmp_path / "texts"
+    texts.mkdir()
+    (texts / "input.txt").write_text("".join(f"line {i}: to be or not to be\n"
+                                             for i in range(200)), encoding="utf-8")
+    (texts / "notes.md").write_text("# notes\n" + "more words here\n" * 100, encoding="utf-8")
+    for name, path in (("file", texts / "input.txt"), ("folder", texts)):
+        config = tiny_config(path, tmp_path / f"cache_{name}", steps=4)
+        config.data.update(dict(glob="", val_fraction=0.05))
+        summary = train_and_evaluate(config, str(tmp_path / f"run_{name}"))
+        assert summary["step"] == 4 and 0 < summary["eval"]["eval/bits_per_byte"] < 8.0
+
+
 def test_generation_needs_the_workdir_alone(corpus_dir, tmp_path):
     """The tokenizer is in the workdir: the corpus (and its token cache) may be gone."""
     from train.pretrained import load_pretrained

@@ -76,6 +76,16 @@ def test_eight_devices_give_the_loss_of_one(tmp_path):
             np.testing.assert_allclose(eight[key], one[key], rtol=1e-5)
 
 
+def test_metrics_are_strict_json(tmp_path):
+    from train.metrics import MetricsLog
+
+    log = MetricsLog(str(tmp_path), 0)
+    log.write({"step": 1, "loss": float("nan"), "grad_norm": float("inf"), "lr": 0.5})
+    text = (tmp_path / "metrics.jsonl").read_text()
+    assert "NaN" not in text and "Infinity" not in text
+    assert read_metrics(str(tmp_path)) == [{"step": 1, "loss": None, "grad_norm": None, "lr": 0.5}]
+
+
 def test_schedule_is_the_seeds_warmup_then_cosine_to_a_tenth():
     schedule = make_schedule(run_spec(get_config()).optimizer)
     assert float(schedule(0)) == 0.0

@@ -24,8 +24,20 @@ def main(argv: list[str]) -> None:
         except KeyboardInterrupt:
             print(f"\n{PROGRAM}: interrupted; the checkpoints in {workdir} are intact.", file=sys.stderr)
             sys.exit(130)
-    print(f"done: step {summary['step']}, training {summary['train_seconds']:.1f} s "
-          f"(+{summary['compile_seconds']:.1f} s compiling); workdir {workdir}")
+    print(summary_line(summary, workdir))
+
+
+def summary_line(summary: dict, workdir: str) -> str:
+    """The run's last words: its step, final losses, validation figures and time."""
+    parts = [f"done: step {summary['step']}"]
+    if "loss" in summary["train"]:
+        parts.append(f"train loss {summary['train']['loss']:.4f}")
+    figures = {k.removeprefix("eval/"): v for k, v in (summary["eval"] or {}).items()
+               if k != "step" and not k.endswith("_fraction")}
+    parts += [f"validation {name} {value:.4g}" for name, value in figures.items()]
+    parts.append(f"training {summary['train_seconds']:.1f} s (+{summary['compile_seconds']:.1f} "
+                 f"s compiling); workdir {workdir}")
+    return ", ".join(parts)
 
 
 if __name__ == "__main__":

@@ -1,9 +1,10 @@
 """Text corpora: which files, their UTF-8 text, the train/validation split, and a token
 cache that a second run maps from disk instead of tokenizing again.
 
-A path is a text file, a folder (searched recursively with a glob), or a list of them.
-The embedded default is the Python standard library's own source files, which every
-machine with Python has, so language-model configs run with no download.
+A path is a text file, a folder (searched recursively with a glob; by default every
+file, which must then be UTF-8 text), or a list of them. The embedded default is the
+Python standard library's own source files (its .py files), which every machine with
+Python has, so language-model configs run with no download.
 """
 from __future__ import annotations
 
@@ -18,7 +19,11 @@ import numpy as np
 from train.errors import UserError
 
 DEFAULT_CORPUS = "stdlib"
-DEFAULT_GLOB = "**/*.py"
+STDLIB_GLOB = "**/*.py"
+EVERY_FILE = "**/*"
+# How a corpus is split; part of the token cache's key, so a cache made by another way
+# of splitting is never read.
+SPLIT = "tail of each document"
 # A NUL byte does not occur in text; a file holding one is binary whatever its name.
 BINARY_MARK = b"\x00"
 
@@ -36,17 +41,20 @@ def matching_files(folder: Path, glob: str, default: bool) -> list[Path]:
                   not (default and NOT_STDLIB & set(p.relative_to(folder).parts)))
 
 
-def resolve_files(paths: str | Sequence[str], glob: str) -> list[Path]:
-    """Every file the corpus is made of, in a stable order."""
+def resolve_files(paths: str | Sequence[str], glob: str = "") -> list[Path]:
+    """Every file the corpus is made of, in a stable order. An empty glob means every file
+    of a folder, and the .py files of the standard library."""
     if isinstance(paths, str):
         paths = [paths]
     files = []
     for entry in paths:
-        path = stdlib_folder() if entry == DEFAULT_CORPUS else Path(entry).expanduser()
+        default = entry == DEFAULT_CORPUS
+        path = stdlib_folder() if default else Path(entry).expanduser()
         if path.is_file():
             files.append(path)
         elif path.is_dir():
-            files.extend(matching_files(path, glob, entry == DEFAULT_CORPUS))
+            files.extend(matching_files(path, glob or (STDLIB_GLOB if default else EVERY_FILE),
+                                        default))
         else:
             raise UserError(f"data.path {entry!r} does not exist; give a text file, a folder or "
                             f"a list of them ({DEFAULT_CORPUS!r} is the Python standard library).")
@@ -83,22 +91,25 @@ def read_documents(files: Sequence[Path], skip_undecodable: bool = False) -> lis
 
 
 def split(documents: Sequence[str], val_fraction: float) -> tuple[list[str], list[str]]:
-    """Whole documents, the last `val_fraction` of the characters to validation."""
-    total = sum(len(d) for d in documents)
-    train, val, seen = [], [], 0
+    """The last `val_fraction` of each document's characters to validation, the rest to
+    training: one file is a corpus, and every document is in both splits."""
+    train, val = [], []
     for document in documents:
-        (train if seen < total * (1 - val_fraction) else val).append(document)
-        seen += len(document)
+        cut = round(len(document) * (1 - val_fraction))
+        train.append(document[:cut])
+        val.append(document[cut:])
+    train, val = [d for d in train if d], [d for d in val if d]
     if not train or not val:
         raise UserError(f"data.val_fraction={val_fraction} leaves "
                         f"{'no training' if not train else 'no validation'} text in a corpus of "
-                        f"{len(documents)} file(s); give more files or another fraction.")
+                        f"{sum(map(len, documents))} characters; give more text or another "
+                        "fraction.")
     return train, val
 
 
 def fingerprint(files: Sequence[Path], tokenizer_json: str, val_fraction: float) -> str:
     """Changes when a file, its size or mtime, the tokenizer or the split changes."""
-    digest = hashlib.sha256(f"{tokenizer_json}|{val_fraction!r}".encode())
+    digest = hashlib.sha256(f"{tokenizer_json}|{val_fraction!r}|{SPLIT}".encode())
     for path in files:
         stat = path.stat()
         digest.update(f"{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}".encode())

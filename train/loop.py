@@ -114,7 +114,8 @@ def train_and_evaluate(config, workdir: str) -> dict:
         calls = {n: make_train_fn(train_step, abstract, mesh, n).lower(abstract, task_data).compile()
                  for n in sorted(set(lengths))}
         compile_seconds = time.perf_counter() - t0
-        logger = TrainLogger(workdir, start, spec.steps, make_schedule(spec.optimizer))
+        logger = TrainLogger(workdir, start, spec.steps, make_schedule(spec.optimizer),
+                             spec.batch_size * (task.seq_len - 1))
         evaluate = make_eval_fn(eval_model, task)
         t0 = time.perf_counter()
         state, last_eval = run_calls(

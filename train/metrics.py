@@ -1,7 +1,10 @@
-"""metrics.jsonl (one JSON object per log step) and the terminal progress bar."""
+"""metrics.jsonl (one strict-JSON object per log step), the terminal progress bar, and
+one plain line per log step and evaluation when stdout is not a terminal (pipes, nohup,
+batch schedulers), where a bar would print nothing."""
 from __future__ import annotations
 
 import json
+import math
 import os
 import time
 
@@ -32,7 +35,31 @@ class MetricsLog:
 
     def write(self, record: dict) -> None:
         with open(self.path, "a") as f:
-            f.write(json.dumps(record) + "\n")
+            f.write(json.dumps(strict(record), allow_nan=False) + "\n")
+
+
+def strict(record: dict) -> dict:
+    """NaN and infinities as null: JSON has no spelling for them."""
+    return {k: None if isinstance(v, float) and not math.isfinite(v) else v
+            for k, v in record.items()}
+
+
+def duration(seconds: float) -> str:
+    seconds = int(round(seconds))
+    hours, rest = divmod(seconds, 3600)
+    return (f"{hours}h{rest // 60:02d}m" if hours else f"{rest // 60}m{rest % 60:02d}s")
+
+
+def log_line(record: dict, total: int, tokens_per_step: int, eta_seconds: float) -> str:
+    return (f"step {record['step']}/{total}  loss {record['loss']:.4f}  lr {record['lr']:.2e}  "
+            f"{record['steps_per_second'] * tokens_per_step:,.0f} tokens/s  "
+            f"ETA {duration(eta_seconds)}")
+
+
+def eval_line(record: dict) -> str:
+    figures = ", ".join(f"{k.removeprefix('eval/')} {v:.4g}" for k, v in record.items()
+                        if k != "step" and isinstance(v, (int, float)))
+    return f"eval at step {record['step']}: {figures}"
 
 
 def read_metrics(workdir: str) -> list[dict]:
@@ -48,13 +75,15 @@ class TrainLogger:
     metrics never stalls the device.
     """
 
-    def __init__(self, workdir: str, start: int, total: int, schedule):
+    def __init__(self, workdir: str, start: int, total: int, schedule, tokens_per_step: int):
         self.log = MetricsLog(workdir, start)
         self.schedule = schedule
-        # disable=None: a bar on a terminal, nothing in logs and pipes.
+        # disable=None: a bar on a terminal, nothing in logs and pipes, which get lines.
         self.bar = tqdm(total=total, initial=start, unit="step", dynamic_ncols=True, disable=None)
+        self.lines = self.bar.disable
         self.window, self.pending, self.last, self.postfix = [], None, {}, {}
-        self.start, self.t_start = start, time.perf_counter()
+        self.start, self.total, self.t_start = start, total, time.perf_counter()
+        self.tokens_per_step = tokens_per_step
 
     def add(self, sums, steps: int) -> None:
         self.window.append(sums)
@@ -77,6 +106,9 @@ class TrainLogger:
         self.log.write(self.last)
         self.postfix.update(loss=f"{self.last['loss']:.4f}", lr=f"{self.last['lr']:.2e}")
         self.bar.set_postfix(self.postfix)
+        if self.lines:
+            print(log_line(self.last, self.total, self.tokens_per_step,
+                           (self.total - step) / rate if rate else 0.0), flush=True)
 
     def write_eval(self, record: dict) -> None:
         """Logged as its own record; the headline figures join the progress bar."""
@@ -85,6 +117,8 @@ class TrainLogger:
             if f"eval/{name}" in record:
                 self.postfix[f"val_{name}"] = f"{record[f'eval/{name}']:.4g}"
         self.bar.set_postfix(self.postfix)
+        if self.lines:
+            print(eval_line(record), flush=True)
 
     def close(self) -> None:
         self.flush()

@@ -137,8 +137,9 @@ def check_data_config(data) -> None:
             all(isinstance(p, str) and p for p in data.path),
             f"data.path={data.path!r} is not allowed; give a file, a folder, a list of them, "
             "or 'stdlib'.")
-    require(isinstance(data.glob, str) and data.glob,
-            f"data.glob={data.glob!r} is not allowed; give a pattern such as '**/*.txt'.")
+    require(isinstance(data.glob, str),
+            f"data.glob={data.glob!r} is not allowed; give a pattern such as '**/*.txt', or '' "
+            "for every file.")
     require(is_number(data.val_fraction) and 0 < data.val_fraction < 1,
             f"data.val_fraction={data.val_fraction!r} is not allowed; it must be in (0, 1).")
     check_choice("data.tokenizer", data.tokenizer, TOKENIZERS)
