@@ -53,11 +53,12 @@ def keep_top_k(logits_BV, k):
 
 
 def keep_top_p(logits_BV, p):
+    """p may be traced; 1 keeps every token (the cumulative sum's rounding never drops one)."""
     order_BV = jnp.argsort(-logits_BV, axis=-1)
     sorted_BV = jnp.take_along_axis(logits_BV, order_BV, axis=-1)
     probs_BV = jax.nn.softmax(sorted_BV, axis=-1)
     before_BV = jnp.cumsum(probs_BV, axis=-1) - probs_BV   # mass of the tokens ranked above
-    keep_sorted_BV = before_BV < p                          # the crossing token stays
+    keep_sorted_BV = (before_BV < p) | (p >= 1)             # the crossing token stays
     keep_BV = jnp.zeros_like(keep_sorted_BV).at[
         jnp.arange(logits_BV.shape[0])[:, None], order_BV].set(keep_sorted_BV)
     return jnp.where(keep_BV, logits_BV, -jnp.inf)

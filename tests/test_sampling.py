@@ -63,3 +63,12 @@ def test_sampling_frequencies_follow_the_filtered_distribution():
 def test_bad_sampling_settings(changes, message):
     with pytest.raises(UserError, match=message):
         SamplingConfig(**changes).check()
+
+
+def test_top_p_of_one_keeps_every_token():
+    """The float32 cumulative sum reaches 1 before the last token: without the p >= 1 case
+    these 40 rows lost 906,864 tail tokens at top_p = 1, which must keep every one."""
+    logits_BV = jax.random.normal(jax.random.key(0), (40, 50000)) * 8
+    kept = jnp.isfinite(keep_top_p(logits_BV, 1.0))
+    assert bool(kept.all())
+    assert not bool(jnp.isfinite(keep_top_p(logits_BV, 0.5)).all())
