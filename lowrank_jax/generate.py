@@ -7,6 +7,12 @@ would get alone. A row stops after it emits `eos_id`; the loop ends when every r
 stopped or has max_new_tokens tokens. `use_cache=False` re-runs the full forward pass
 over a max_len-wide buffer every step instead (the baseline a benchmark compares with).
 
+Past max_len the context slides: when a row's context is full, it keeps its last
+max_len // 2 tokens (positions restart at 0) and goes on; with the cache that is one
+re-prefill of those tokens, so the cost of a full cache is paid every max_len / 2 tokens,
+not at every token as cropping to the last max_len (nanoGPT) would. Both paths follow
+the same rule, so they give the same tokens.
+
 Sampling is lowrank_jax.sampling's (HF semantics). Row b draws step t with
 fold_in(key_b, t), where key_b is its own key when `rng` holds one key per row, and
 fold_in(rng, b) when `rng` is one key. A row's draws depend only on its key and its own
@@ -61,9 +67,12 @@ def generate(model: GPT, params, prompt, max_new_tokens: int = 64, temperature: 
     require(is_int(max_new_tokens) and max_new_tokens >= 1,
             f"max_new_tokens={max_new_tokens!r} is not allowed; it must be a positive integer.")
     longest = max(len(row) for row in rows)
-    require(longest + max_new_tokens <= cfg.max_len,
-            f"prompt of {longest} tokens plus max_new_tokens={max_new_tokens} is longer than "
-            f"max_len={cfg.max_len}; shorten the prompt or ask for fewer tokens.")
+    require(longest <= cfg.max_len,
+            f"a prompt of {longest} tokens is longer than max_len={cfg.max_len}; shorten it "
+            "(generation itself may run past max_len: the context slides).")
+    require(cfg.max_len >= 2 or longest + max_new_tokens <= cfg.max_len,
+            f"max_new_tokens={max_new_tokens} is not allowed with max_len={cfg.max_len}; a "
+            "context of one token cannot slide.")
     require(eos_id is None or (is_int(eos_id) and 0 <= eos_id < cfg.vocab_size),
             f"eos_id={eos_id!r} is not allowed; it must be None or a token id in "
             f"[0, vocab_size={cfg.vocab_size}).")
@@ -132,14 +141,45 @@ def generate_cached(params, prompt_BP, lengths_B, keys_B, eos, sampling_values, 
     real_BP = jnp.arange(prompt_BP.shape[1]) < lengths_B[:, None]
     logits_BPV, state = prefill.apply({"params": params}, prompt_BP, real_BP, mutable=["cache"])
 
-    def next_logits(cache, token_B):
+    def refill(cache, context_BS, full_B):
+        """Full rows: the cache of their last `kept` tokens, re-prefilled; others unchanged."""
+        kept_BK = context_BS[:, cfg.max_len - kept(cfg):]
+        _, state = prefill.apply({"params": params}, kept_BK, mutable=["cache"])
+        return jax.tree.map(lambda new, old: jnp.where(rows_mask(full_B, old), new, old),
+                            state["cache"], cache)
+
+    def next_logits(model_state, token_B):
+        cache, context_BS = model_state
+        full_B = cache["lengths"] == cfg.max_len
+        cache = jax.lax.cond(full_B.any(), refill, lambda c, *_: c, cache, context_BS, full_B)
+        context_BS = slide(context_BS, full_B, cfg.max_len)
+        context_BS = context_BS.at[jnp.arange(len(token_B)), cache["lengths"]].set(token_B)
         logits_B1V, state = step.apply({"params": params, "cache": cache}, token_B[:, None],
                                        mutable=["cache"])
-        return logits_B1V[:, 0], state["cache"]
+        return logits_B1V[:, 0], (state["cache"], context_BS)
 
-    return decode_loop(next_logits, state["cache"], at_rows(logits_BPV, lengths_B - 1),
+    context_BS = jnp.zeros((prompt_BP.shape[0], cfg.max_len), jnp.int32)
+    context_BS = context_BS.at[:, :prompt_BP.shape[1]].set(prompt_BP)
+    return decode_loop(next_logits, (state["cache"], context_BS),
+                       at_rows(logits_BPV, lengths_B - 1),
                        seen_tokens(prompt_BP, real_BP, cfg.vocab_size), keys_B,
                        SamplingConfig(temperature, *sampling_values), max_new_tokens, eos)
+
+
+def kept(cfg: ModelConfig) -> int:
+    """The tokens a full context keeps when it slides."""
+    return cfg.max_len // 2
+
+
+def slide(context_BS, full_B, max_len: int):
+    """Full rows move their last max_len // 2 tokens to the front (the rest is stale)."""
+    shifted_BS = jnp.roll(context_BS, -(max_len - max_len // 2), axis=1)
+    return jnp.where(full_B[:, None], shifted_BS, context_BS)
+
+
+def rows_mask(full_B, like):
+    """full_B shaped to broadcast against a batch-first array."""
+    return full_B.reshape(full_B.shape + (1,) * (like.ndim - 1))
 
 
 @functools.partial(jax.jit, static_argnames=STATIC)
@@ -155,6 +195,9 @@ def generate_uncached(params, prompt_BP, lengths_B, keys_B, eos, sampling_values
 
     def next_logits(state, token_B):
         buffer_BS, lengths_B = state
+        full_B = lengths_B == cfg.max_len
+        buffer_BS = slide(buffer_BS, full_B, cfg.max_len)
+        lengths_B = jnp.where(full_B, kept(cfg), lengths_B)
         buffer_BS = buffer_BS.at[jnp.arange(batch), lengths_B].set(token_B)
         return last_logits(buffer_BS, lengths_B + 1), (buffer_BS, lengths_B + 1)
 

@@ -165,6 +165,37 @@ def test_cached_and_uncached_generation_agree():
                                   greedy("linformer", use_cache=False).tokens)
 
 
+@pytest.mark.parametrize("attention,kwargs", variant_cases(causal=True))
+def test_generation_slides_past_max_len_with_and_without_the_cache(attention, kwargs):
+    """3 x max_len new tokens; rows of different prompt lengths fill up at different steps."""
+    cfg = lm_config(attention, kwargs)
+    params, new = init_params(cfg), 3 * cfg.max_len
+    cached, uncached = (generate(GPT(cfg), params, PROMPTS, max_new_tokens=new, temperature=0.0,
+                                 use_cache=use_cache) for use_cache in (True, False))
+    chex.assert_shape(cached.tokens, (len(PROMPTS), new))
+    np.testing.assert_array_equal(cached.lengths, new)
+    np.testing.assert_array_equal(cached.tokens, uncached.tokens)
+
+
+def test_the_sliding_context_keeps_the_last_half_of_max_len():
+    """The rule both paths follow, written out: before a token joins a full context, the
+    context drops to its last max_len // 2 tokens; each token is the argmax of the full
+    forward pass over the context."""
+    cfg = FAMILIES["standard"]
+    params = init_params(cfg)
+    forward = jax.jit(lambda t: GPT(cfg).apply({"params": params}, t)[0, -1])
+    out = generate(GPT(cfg), params, PROMPTS[:1], max_new_tokens=2 * cfg.max_len,
+                   temperature=0.0, use_cache=False)
+    context, expected = list(PROMPTS[0]), []
+    for _ in range(2 * cfg.max_len):
+        token = int(jnp.argmax(forward(jnp.asarray([context]))))
+        expected.append(token)
+        if len(context) == cfg.max_len:
+            context = context[-(cfg.max_len // 2):]
+        context.append(token)
+    assert np.asarray(out.tokens[0]).tolist() == expected
+
+
 def test_greedy_tokens_follow_the_full_forward_and_the_repetition_penalty():
     # A penalty below 1 favours tokens already in the row, so a token wrongly counted as seen
     # (prompt padding, say) or a generated one left out changes the output.
@@ -249,9 +280,9 @@ def test_prompt_may_be_an_array():
 
 
 BAD = [
-    (dict(prompt=[[1, 2, 3]] * 2, max_new_tokens=14),
-     r"prompt of 3 tokens plus max_new_tokens=14 is longer than max_len=16; shorten the prompt or "
-     r"ask for fewer tokens\."),
+    (dict(prompt=[[1] * 17, [2]]),
+     r"a prompt of 17 tokens is longer than max_len=16; shorten it \(generation itself may run "
+     r"past max_len: the context slides\)\."),
     (dict(prompt=[[1, 2], []]), r"prompt row 1 is empty; every row needs at least one token\."),
     (dict(prompt=[]), r"prompt has no rows; it needs at least one row of tokens\."),
     (dict(prompt=[1, 2, 3]), r"prompt row 0 is not allowed; each row must be a sequence of integer "

@@ -180,8 +180,7 @@ def test_generate_continues_the_prompt(text_run):
 
 
 @pytest.mark.parametrize("args,message", [
-    (["--prompt", "x" * 14], "prompt of 14 tokens plus max_new_tokens=4 is longer than max_len=16; "
-                             "shorten the prompt or ask for fewer tokens."),
+    (["--prompt", "x" * 17], "a prompt of 17 tokens is longer than max_len=16; shorten it"),
     (["--top-p", "1.5"], "top_p=1.5 is not allowed; it must be in (0, 1]."),
     (["--top-p", "0"], "top_p=0.0 is not allowed; it must be in (0, 1]."),
     (["--top-k", "-1"], "top_k=-1 is not allowed; it must be an integer >= 0"),
