@@ -12,11 +12,11 @@ QUICK = ["--config.steps=4", "--config.warmup_steps=1", "--config.log_every=2",
          "--config.eval_every=4", "--config.checkpoint_every=2", "--config.num_devices=1"]
 
 
-def run(module, *args, stdin=""):
+def run(module, *args, stdin="", cwd=ROOT):
     env = {**os.environ, "PYTHONPATH": ROOT}
     env.pop("XLA_FLAGS", None)  # as a user's shell: one device
     return subprocess.run([sys.executable, "-m", module, *args], input=stdin, capture_output=True,
-                          text=True, cwd=ROOT, env=env, timeout=300)
+                          text=True, cwd=cwd, env=env, timeout=300)
 
 
 def assert_clean_error(result, message):

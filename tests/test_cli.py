@@ -1,4 +1,5 @@
 """The entry points as a user runs them: bad input is one sentence, exit 2, nothing touched."""
+import json
 import os
 import re
 
@@ -34,6 +35,42 @@ def test_a_run_outside_a_terminal_logs_lines_and_ends_with_a_summary(trained_run
                      r"training [\d.]+ s \(\+[\d.]+ s compiling\); workdir ", out, re.M)
 
 
+ENTRY_POINTS = ["train", "train.evaluate", "train.generate", "train.analyze", "train.plot",
+                "train.sort_demo", "train.bench"]
+
+
+@pytest.mark.parametrize("module", ENTRY_POINTS)
+def test_help_says_what_the_tool_does_and_shows_defaults(module):
+    result = run(module, "--help")
+    assert result.returncode == 0, result.stderr
+    paragraphs = result.stdout.split("\n\n")
+    assert paragraphs[0].startswith(f"usage: python -m {module}")
+    said = " ".join(paragraphs[1].split())
+    assert said[0].isupper() and said.endswith("."), said
+    if module in ("train", "train.generate", "train.bench"):
+        assert "(default: " in result.stdout
+
+
+def test_train_help_lists_the_shipped_configs_and_the_override_syntax():
+    out = " ".join(run("train", "--help").stdout.split())
+    assert "Shipped configs: abc_sort, gpt_lowrank_qk, lm_deep_qkv" in out
+    assert "--config.FIELD=VALUE" in out
+
+
+def test_configs_are_found_by_name_from_any_directory(tmp_path):
+    result = run("train", "--config", "lm_standard:local", "--dry-run", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert '"attention": "standard"' in result.stdout
+    assert "trainable parameters: " in result.stdout
+    assert os.listdir(tmp_path) == []  # a dry run writes nothing
+
+
+def test_a_run_writes_its_resolved_config(trained):
+    with open(os.path.join(trained, "config.json")) as f:
+        config = json.load(f)
+    assert config["task"] == "abc_sort" and config["steps"] == 4
+
+
 def test_plot_draws_the_curves_of_a_run(trained, tmp_path):
     out = tmp_path / "curves.png"
     result = run("train.plot", trained, "--out", str(out))
@@ -51,7 +88,8 @@ def test_plot_draws_the_curves_of_a_run(trained, tmp_path):
     (["--config.model.d_model=7"], "d_model=7 is not allowed with n_heads=2; d_model must be divisible by n_heads."),
     (["--config.steps=many"], "--config.steps='many' is not allowed; it must be an integer."),
     (["--config.steps=0"], "steps=0 is not allowed; it must be a positive integer."),
-    (["--config=nowhere.py"], "--config 'nowhere.py' is not a file"),
+    (["--config=nowhere.py"], "--config 'nowhere.py' is neither a config file nor a shipped "
+                              "config; shipped: abc_sort, gpt_lowrank_qk"),
     (["--config=configs/lumenspark.py:big"],
      "--config 'configs/lumenspark.py:big': unknown argument 'big'; leave it out, or use :local."),
     (["--config.model.attention_kwargs.rnak=2"],

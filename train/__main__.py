@@ -1,6 +1,7 @@
-"""python -m train [--config configs/NAME.py] [--config.FIELD=VALUE ...] [--workdir DIR]
+"""python -m train [--config NAME[:ARG]] [--config.FIELD=VALUE ...] [--workdir DIR] [--dry-run]
 
-With no arguments it trains the seed-001 ABC sorter (configs/abc_sort.py) in runs/abc_sort.
+Trains the model a config describes, or resumes it from the newest checkpoint in its
+workdir; with no arguments, the seed-001 ABC sorter (configs/abc_sort.py) in runs/abc_sort.
 """
 from __future__ import annotations
 
@@ -15,8 +16,11 @@ PROGRAM = "python -m train"
 
 def main(argv: list[str]) -> None:
     with exit_on_user_error(PROGRAM):
-        flags = parse_flags(argv, PROGRAM, workdir=True)
+        flags = parse_flags(argv, PROGRAM, __doc__, workdir=True, dry_run=True)
         config = load_config(flags)
+        if flags.dry_run:
+            print(dry_run(config))
+            return
         workdir = flags.workdir or os.path.join("runs", flags.config_name)
         from train.loop import train_and_evaluate  # after load_config set up XLA
         try:
@@ -25,6 +29,21 @@ def main(argv: list[str]) -> None:
             print(f"\n{PROGRAM}: interrupted; the checkpoints in {workdir} are intact.", file=sys.stderr)
             sys.exit(130)
     print(summary_line(summary, workdir))
+
+
+def dry_run(config) -> str:
+    """The resolved config and the model's size, checked as a run would check them."""
+    import jax
+
+    from lowrank_jax.model import GPT, count_parameters
+    from lowrank_jax.training.config import run_spec
+
+    spec = run_spec(config)
+    shapes = jax.eval_shape(lambda: GPT(spec.model).init(
+        jax.random.key(0), jax.numpy.zeros((1, spec.model.max_len), jax.numpy.int32)))
+    vocab = " (vocabulary: the tokenizer's, counted here as 1)" if spec.vocab_from_tokenizer else ""
+    return (f"{config.to_json(indent=2)}\ntrainable parameters: "
+            f"{count_parameters(shapes['params']):,}{vocab}")
 
 
 def summary_line(summary: dict, workdir: str) -> str:

@@ -1,7 +1,7 @@
 """python -m train.analyze {synthetic,model} ...
 
-Seed 004's question: can softmax(Q K^T) V be replaced by a softmax over e fitted keys,
-softmax(Q K_hat^T) V_hat, i.e. a Linformer with e keys, and at what error?
+Measures seed 004's question: whether softmax(Q K^T) V can be replaced by a softmax over
+e fitted keys, softmax(Q K_hat^T) V_hat (a Linformer with e keys), and at what error.
 
 synthetic [--d 64] [--l 400] [--e 200] [--psd-ratio 1] [--seed 0] [--float32] [--out DIR]
     The notebook's inputs, in float64 (--float32: single precision, as the notebook). --e, --psd-ratio and --seed take comma-separated lists; one of
@@ -61,7 +61,7 @@ def number_list(kind):
 
 
 def parse_args(argv: list[str]):
-    parser = Parser(prog=PROGRAM, description=__doc__.splitlines()[2])
+    parser = Parser(prog=PROGRAM, doc=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
     synthetic = commands.add_parser("synthetic", help="the notebook's synthetic Q, K, V")
     synthetic.add_argument("--d", type=int, default=64, help="width of Q and K")

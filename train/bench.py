@@ -23,7 +23,6 @@ fresh folder under runs/, never over the committed results in benchmarks/.
 """
 from __future__ import annotations
 
-import argparse
 import contextlib
 import io
 import json
@@ -35,7 +34,7 @@ import time
 from types import SimpleNamespace
 
 from lowrank_jax.attention import ATTENTIONS
-from train.cli import DEFAULT_CONFIG, load_config
+from train.cli import DEFAULT_CONFIG, Parser, RawEpilogFormatter, load_config
 from train.errors import exit_on_user_error
 
 PROGRAM = "python -m train.bench"
@@ -299,7 +298,9 @@ def fresh_run_folder() -> str:
 
 
 def main(argv: list[str]) -> None:
-    parser = argparse.ArgumentParser(prog=PROGRAM, description=__doc__.splitlines()[0])
+    parser = Parser(prog=PROGRAM, description="Runs one benchmark and writes its figures "
+                    "(JSON, markdown and, for the GPU ones, a PNG).",
+                    epilog=__doc__.split("\n", 1)[1], formatter_class=RawEpilogFormatter)
     parser.add_argument("benchmark", choices=["attention", "step", "memory", "abc-sort",
                                               "abc-variants", "lm-variants", "decode"])
     parser.add_argument("--lengths", type=int, nargs="+", default=None,
@@ -316,9 +317,9 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[42, 0, 1])
     parser.add_argument("--out", default=None,
                         help="folder for the results (default: a fresh folder under runs/)")
-    args = parser.parse_args(argv[1:])
     png = None
     with exit_on_user_error(PROGRAM):
+        args = parser.parse_args(argv[1:])
         if args.benchmark in ("attention", "step", "memory"):
             result, text = gpu_benchmark(args.benchmark, args)
             png = result.pop("png")

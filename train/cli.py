@@ -21,29 +21,76 @@ from absl import logging
 import configs
 from train.errors import UserError
 
-DEFAULT_CONFIG = os.path.join(os.path.dirname(configs.__file__), "abc_sort.py")
+CONFIG_FOLDER = os.path.dirname(configs.__file__)
+DEFAULT_CONFIG = os.path.join(CONFIG_FOLDER, "abc_sort.py")
 OVERRIDE_PREFIX = "--config."
 TRUE, FALSE = ("true", "1", "yes"), ("false", "0", "no")
 OPEN_FIELD = ["model", "attention_kwargs"]  # takes keys a config file did not list
 
 
-class Parser(argparse.ArgumentParser):
-    """An entry point's flags; a bad one is one sentence (a UserError), not usage and exit."""
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows an option's default unless it has none worth showing or says it itself."""
 
-    def __init__(self, **kwargs):
-        super().__init__(**kwargs)
+    def _get_help_string(self, action):
+        if action.default in (None, False) or "default" in (action.help or ""):
+            return action.help
+        return super()._get_help_string(action)
+
+
+class RawEpilogFormatter(HelpFormatter, argparse.RawDescriptionHelpFormatter):
+    """Keeps the line breaks of a description or epilog that lists things."""
+
+
+class Parser(argparse.ArgumentParser):
+    """An entry point's flags; a bad one is one sentence (a UserError), not usage and exit.
+    `doc` is the entry point's docstring: its first paragraph after the usage line is the
+    description --help shows; defaults are shown beside each option."""
+
+    def __init__(self, doc: str | None = None, **kwargs):
+        kwargs.setdefault("formatter_class", HelpFormatter)
+        super().__init__(description=kwargs.pop("description", None) or description(doc),
+                         **kwargs)
         logging.set_verbosity(logging.ERROR)  # Orbax's info and warnings are not for end users
 
     def error(self, message):  # argparse would print usage and exit; we want one sentence
         raise UserError(f"{message}; see --help.")
 
 
-def parse_flags(argv: list[str], program: str, workdir: bool) -> SimpleNamespace:
-    parser = Parser(prog=program, description=__doc__.splitlines()[0])
-    parser.add_argument("--config", default=DEFAULT_CONFIG,
-                        help="an ml_collections config file, optionally FILE:ARG for get_config(ARG)")
+def description(doc: str | None) -> str | None:
+    """The paragraph after a docstring's usage lines, joined into one."""
+    if not doc:
+        return None
+    paragraphs = [p for p in doc.strip().split("\n\n") if p.strip()]
+    return " ".join(paragraphs[1 if len(paragraphs) > 1 else 0].split())
+
+
+def shipped_configs() -> list[str]:
+    return sorted(os.path.splitext(f)[0] for f in os.listdir(CONFIG_FOLDER)
+                  if f.endswith(".py") and f not in ("__init__.py", "base.py"))
+
+
+CONFIG_EPILOG = ("Shipped configs: {names}. --config takes one of them by name (NAME or "
+                 "NAME:ARG, from any directory) or a path to a config file. Override any "
+                 "field with --config.FIELD=VALUE, e.g. --config.steps=3000 "
+                 "--config.model.attention_kwargs.strict=true.")
+
+
+def parse_flags(argv: list[str], program: str, doc: str, workdir: bool,
+                dry_run: bool = False) -> SimpleNamespace:
+    """--config, --config.FIELD=VALUE overrides, and --workdir (required unless `workdir`,
+    which defaults it to runs/<config name>); `dry_run` adds --dry-run."""
+    parser = Parser(prog=program, doc=doc,
+                    epilog=CONFIG_EPILOG.format(names=", ".join(shipped_configs())))
+    parser.add_argument("--config", default="abc_sort",
+                        help="a shipped config's NAME[:ARG], or a config file FILE[:ARG] "
+                             "(ARG goes to get_config)")
     parser.add_argument("--workdir", required=not workdir,
-                        help="checkpoints and metrics (default runs/<config name>)")
+                        help="checkpoints and metrics (default: runs/<config name>)"
+                        if workdir else "the folder a training run wrote")
+    if dry_run:
+        parser.add_argument("--dry-run", action="store_true",
+                            help="print the resolved config and the parameter count; write "
+                                 "nothing, train nothing")
     args, rest = parser.parse_known_args(argv[1:])
     unknown = [a for a in rest if not a.startswith(OVERRIDE_PREFIX)]
     if unknown:
@@ -51,13 +98,26 @@ def parse_flags(argv: list[str], program: str, workdir: bool) -> SimpleNamespace
     path, _, arg = args.config.partition(":")
     name = os.path.splitext(os.path.basename(path))[0] + (f"_{arg}" if arg else "")
     return SimpleNamespace(config=args.config, config_name=name, workdir=args.workdir,
+                           dry_run=getattr(args, "dry_run", False),
                            overrides=[a[len(OVERRIDE_PREFIX):] for a in rest])
+
+
+def config_path(path: str) -> str:
+    """A config file as given, or a shipped config by name (abc_sort, configs/abc_sort.py)
+    from any directory."""
+    if os.path.isfile(path):
+        return path
+    shipped = os.path.join(CONFIG_FOLDER, os.path.basename(path))
+    for candidate in (shipped, shipped + ".py"):
+        if os.path.isfile(candidate) and os.path.basename(candidate) != "__init__.py":
+            return candidate
+    raise UserError(f"--config {path!r} is neither a config file nor a shipped config; "
+                    f"shipped: {', '.join(shipped_configs())}.")
 
 
 def load_config_file(spec: str) -> ml_collections.ConfigDict:
     path, _, arg = spec.partition(":")
-    if not os.path.isfile(path):
-        raise UserError(f"--config {path!r} is not a file; pass a config file such as configs/abc_sort.py.")
+    path = config_path(path)
     module_spec = importlib.util.spec_from_file_location("experiment_config", path)
     module = importlib.util.module_from_spec(module_spec)
     module_spec.loader.exec_module(module)

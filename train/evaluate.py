@@ -20,7 +20,7 @@ PROGRAM = "python -m train.evaluate"
 
 
 def parse_args(argv: list[str]):
-    parser = Parser(prog=PROGRAM, description=__doc__.splitlines()[2])
+    parser = Parser(prog=PROGRAM, doc=__doc__)
     parser.add_argument("--workdir", required=True, help="the folder a training run wrote")
     parser.add_argument("--eval-windows", type=int, default=None,
                         help="validation windows to read (text tasks; 0: all; default: the run's)")

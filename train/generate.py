@@ -22,7 +22,7 @@ PROGRAM = "python -m train.generate"
 
 
 def parse_args(argv: list[str]):
-    parser = Parser(prog=PROGRAM, description=__doc__.splitlines()[3])
+    parser = Parser(prog=PROGRAM, doc=__doc__)
     parser.add_argument("--workdir", required=True, help="the folder a text training run wrote")
     parser.add_argument("--prompt", required=True, help="the text to continue")
     parser.add_argument("--max-new-tokens", type=int, default=200)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+import os
 import time
 
 import jax
@@ -23,9 +24,12 @@ from train.checkpoint import (
     explain_mismatch,
     param_shapes,
 )
-from train.data import DATA_IDENTITY, load_task_data
+from train.data import DATA_IDENTITY, load_task_data, write_atomically
 from train.errors import UserError
 from train.metrics import TrainLogger
+
+
+CONFIG_FILE = "config.json"  # the run's resolved config, rewritten at every start
 
 
 def chunk_lengths(start: int, steps: int, period: int) -> list[int]:
@@ -103,6 +107,7 @@ def train_and_evaluate(config, workdir: str) -> dict:
         else:
             check_same_model(saved, meta)
             state = ckpt.restore(start, abstract)
+        write_atomically(os.path.join(workdir, CONFIG_FILE), config.to_json(indent=2))
         print(describe_parameters(state.params, model_cfg))
         if start:
             print(f"resuming from the checkpoint at step {start}")

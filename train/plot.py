@@ -18,7 +18,7 @@ CURVES_FILE = "curves.png"
 
 
 def parse_args(argv: list[str]):
-    parser = Parser(prog=PROGRAM, description=__doc__.splitlines()[2])
+    parser = Parser(prog=PROGRAM, doc=__doc__)
     parser.add_argument("workdir", help="the folder a training run wrote")
     parser.add_argument("--out", default=None,
                         help=f"the PNG to write (default WORKDIR/{CURVES_FILE})")

@@ -1,6 +1,6 @@
-"""python -m train.sort_demo --workdir DIR: trace the trained ABC sorter on triples you type.
+"""python -m train.sort_demo --workdir DIR
 
-Reads one triple per line (three letters from a, b, c) until end of input and prints
+Traces the trained ABC sorter on triples you type: reads one triple per line (three letters from a, b, c) until end of input and prints
 seed 001's trace: p(a), p(b), p(c) at each step and each head's attention weights.
 """
 from __future__ import annotations
@@ -10,7 +10,7 @@ import sys
 from lowrank_jax.attention import weights_are_per_token
 from lowrank_jax.model import GPT
 from lowrank_jax.tasks import abc_sort
-from train.cli import parse_flags
+from train.cli import Parser
 from train.errors import UserError, exit_on_user_error
 from train.pretrained import load_latest
 
@@ -20,7 +20,9 @@ PROMPT = "three letters from a, b, c (end of input to quit)> "
 
 def main(argv: list[str]) -> None:
     with exit_on_user_error(PROGRAM):
-        flags = parse_flags(argv, PROGRAM, workdir=False)
+        parser = Parser(prog=PROGRAM, doc=__doc__)
+        parser.add_argument("--workdir", required=True, help="the folder an ABC run wrote")
+        flags = parser.parse_args(argv[1:])
         run = load_latest(flags.workdir)
         if run.config.task != "abc_sort":
             raise UserError(f"workdir {flags.workdir!r} holds a {run.config.task!r} model, "
