@@ -1,10 +1,13 @@
 """Tokenizers: byte-level (vocab 256, nothing to train) and byte-level BPE (HF `tokenizers`).
 
 Both round-trip any Unicode text exactly: they work on UTF-8 bytes, so no character is
-unknown. `to_json` / `from_json` serialise either kind, so a checkpoint can carry it.
+unknown. `to_json` writes either kind as a plain Hugging Face tokenizer.json
+(`tokenizers.Tokenizer.from_file` reads it; the byte tokenizer is a BPE without merges
+over the 256 byte symbols, id = byte), and `from_json` reads it back.
 """
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Iterable
 from typing import Protocol
@@ -28,6 +31,34 @@ class TextTokenizer(Protocol):
     def byte_lengths(self) -> np.ndarray: ...
 
 
+def byte_symbols() -> dict[int, str]:
+    """The characters byte-level BPE spells each byte with (GPT-2's convention): printable
+    Latin-1 bytes stand for themselves, every other byte, in order, for chr(256 + n)."""
+    printable = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1),
+                 *range(ord("®"), ord("ÿ") + 1)]
+    others = [b for b in range(BYTE_VOCAB) if b not in printable]
+    return {**{b: chr(b) for b in printable},
+            **{b: chr(BYTE_VOCAB + n) for n, b in enumerate(others)}}
+
+
+def byte_level_tokenizer(model, split_words: bool) -> Tokenizer:
+    """A byte-level HF tokenizer around `model`; `split_words` cuts text into words first
+    (GPT-2's pattern), which BPE merges respect."""
+    tokenizer = Tokenizer(model)
+    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False,
+                                                       use_regex=split_words)
+    tokenizer.decoder = decoders.ByteLevel()
+    return tokenizer
+
+
+@functools.cache
+def byte_tokenizer_json() -> str:
+    """The byte tokenizer as a Hugging Face tokenizer.json: BPE without merges over the
+    byte symbols, id = byte."""
+    vocab = {symbol: b for b, symbol in byte_symbols().items()}
+    return byte_level_tokenizer(models.BPE(vocab=vocab, merges=[]), split_words=False).to_str()
+
+
 class ByteTokenizer:
     """Token i is the byte i of the UTF-8 encoding."""
 
@@ -41,7 +72,7 @@ class ByteTokenizer:
         return bytes(int(i) for i in ids).decode("utf-8", errors="replace")
 
     def to_json(self) -> str:
-        return json.dumps({"kind": "bytes"})
+        return byte_tokenizer_json()
 
     def byte_lengths(self) -> np.ndarray:
         return np.ones(BYTE_VOCAB, np.int32)
@@ -59,9 +90,7 @@ class BPETokenizer:
         require(is_int(vocab_size) and vocab_size >= MIN_BPE_VOCAB,
                 f"tokenizer vocab_size={vocab_size!r} is not allowed; byte-level BPE needs at "
                 f"least {MIN_BPE_VOCAB} (256 bytes plus merges).")
-        tokenizer = Tokenizer(models.BPE())
-        tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-        tokenizer.decoder = decoders.ByteLevel()
+        tokenizer = byte_level_tokenizer(models.BPE(), split_words=True)
         trainer = trainers.BpeTrainer(vocab_size=vocab_size, show_progress=False,
                                       initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
         tokenizer.train_from_iterator(texts, trainer=trainer)
@@ -74,7 +103,7 @@ class BPETokenizer:
         return self.tokenizer.decode([int(i) for i in ids])
 
     def to_json(self) -> str:
-        return json.dumps({"kind": "bpe", "tokenizer": json.loads(self.tokenizer.to_str())})
+        return self.tokenizer.to_str()
 
     def byte_lengths(self) -> np.ndarray:
         """UTF-8 bytes per token (special tokens: 0). A byte-level token's string spells one
@@ -92,12 +121,14 @@ class BPETokenizer:
 
 
 def from_json(text: str) -> TextTokenizer:
-    """The inverse of `to_json`; a plain HF tokenizer.json (e.g. GPT-2's) is read as BPE."""
+    """The inverse of `to_json`: any HF tokenizer.json (e.g. GPT-2's) is read as BPE, the
+    byte tokenizer's own file as the byte tokenizer. Workdirs of earlier versions wrapped
+    the file as {"kind": "bytes"} or {"kind": "bpe", "tokenizer": ...}; both still read."""
     try:
         data = json.loads(text)
     except json.JSONDecodeError as err:
         raise UserError(f"the tokenizer file is not JSON ({err.msg} at line {err.lineno}).") from None
-    if data.get("kind") == "bytes":
+    if data.get("kind") == "bytes" or data == json.loads(byte_tokenizer_json()):
         return ByteTokenizer()
     spec = data["tokenizer"] if data.get("kind") == "bpe" else data
     try:

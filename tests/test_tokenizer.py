@@ -3,6 +3,7 @@ import json
 
 import numpy as np
 import pytest
+from tokenizers import Tokenizer
 
 from lowrank_jax.tokenizer import BPETokenizer, ByteTokenizer, from_json
 from lowrank_jax.validation import UserError
@@ -41,8 +42,22 @@ def test_serialisation_round_trip(bpe):
     restored = from_json(bpe.to_json())
     assert restored.encode(CORPUS[1]) == bpe.encode(CORPUS[1]) and restored.vocab_size == bpe.vocab_size
     assert isinstance(from_json(ByteTokenizer().to_json()), ByteTokenizer)
-    plain_hf = json.dumps(json.loads(bpe.to_json())["tokenizer"])  # a tokenizer.json as HF writes it
-    assert from_json(plain_hf).encode(CORPUS[2]) == bpe.encode(CORPUS[2])
+    # Workdirs of earlier versions wrapped the file; they still read.
+    assert isinstance(from_json('{"kind": "bytes"}'), ByteTokenizer)
+    wrapped = json.dumps({"kind": "bpe", "tokenizer": json.loads(bpe.to_json())})
+    assert from_json(wrapped).encode(CORPUS[2]) == bpe.encode(CORPUS[2])
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_the_saved_file_is_a_plain_hugging_face_tokenizer(bpe, tmp_path, seed):
+    """tokenizers.Tokenizer.from_file reads what a workdir keeps, with the same ids."""
+    for ours in (ByteTokenizer(), bpe):
+        path = tmp_path / "tokenizer.json"
+        path.write_text(ours.to_json(), encoding="utf-8")
+        theirs = Tokenizer.from_file(str(path))
+        for text in SAMPLES + [random_unicode(seed)]:
+            assert theirs.encode(text).ids == ours.encode(text)
+            assert theirs.decode(ours.encode(text)) == text
 
 
 def test_bytes_decode_a_cut_character_without_failing():
