@@ -19,6 +19,9 @@ def make_config(task: str, model: dict, **training) -> ml_collections.ConfigDict
         log_every=100, eval_every=1000, checkpoint_every=1000, keep_checkpoints=3,
         num_devices=0,  # 0: every local device
         cpu_single_thread=False,
+        # A resumed run must keep the schedule (steps, lr, warmup_steps, end_lr_ratio) of
+        # its checkpoint unless this is true: changing it re-shapes the learning rate.
+        allow_schedule_change=False,
     ))
     config.update(training)
     config.model = ml_collections.ConfigDict({**MODEL_DEFAULTS, **model})

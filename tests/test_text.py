@@ -107,7 +107,7 @@ def test_workdir_keeps_the_tokenizer_and_the_cache_is_reused(corpus_dir, tmp_pat
     assert loaded.model_cfg.vocab_size == loaded.tokenizer.vocab_size <= 300
     sample = "def naïve(): return 日本 → x"
     assert loaded.tokenizer.decode(loaded.tokenizer.encode(sample)) == sample
-    config.steps = 6
+    config.update(dict(steps=6, allow_schedule_change=True))
     train_and_evaluate(config, workdir)  # resumes: the saved tokenizer, the cached tokens
     again = capsys.readouterr().out
     assert "resuming from the checkpoint at step 4" in again

@@ -16,7 +16,10 @@ from lowrank_jax.training.state import abstract_state, create_state, make_mesh
 from lowrank_jax.training.step import make_train_fn, make_train_step, summarize
 from train.loop import chunk_lengths, train_and_evaluate
 from train.metrics import read_metrics
+from train.errors import UserError
 from train.pretrained import load_latest
+
+from helpers import tree_digest
 
 TRAIN_KEYS = ("loss", "accuracy", "grad_norm", "lr")
 
@@ -124,6 +127,26 @@ def test_batches_are_a_pure_function_of_the_key():
     (0, 10, 5, [5, 5]), (0, 12, 5, [5, 5, 2]), (3, 12, 5, [2, 5, 2]), (12, 12, 5, [])])
 def test_calls_end_on_every_period_and_at_the_last_step(start, steps, period, expected):
     assert chunk_lengths(start, steps, period) == expected
+
+
+def test_a_resumed_run_keeps_its_schedule_unless_allowed(tmp_path, capsys):
+    config = short_config(steps=10, checkpoint_every=10, eval_every=10)
+    train_and_evaluate(config, str(tmp_path))
+    before = tree_digest(tmp_path)
+    for field, value in (("steps", 20), ("lr", 0.5), ("warmup_steps", 2)):
+        changed = short_config(**{"steps": 10, "checkpoint_every": 10, "eval_every": 10,
+                                  field: value})
+        with pytest.raises(UserError, match=rf"^{field}={value!r} differs from the .* of the "
+                                            r"checkpoint in the workdir; changing the schedule"):
+            train_and_evaluate(changed, str(tmp_path))
+    assert tree_digest(tmp_path) == before
+    fewer = short_config(steps=6, checkpoint_every=6, eval_every=6, allow_schedule_change=True)
+    capsys.readouterr()
+    assert train_and_evaluate(fewer, str(tmp_path))["step"] == 10
+    assert ("the checkpoint in the workdir is at step 10, which steps=6 does not pass: "
+            "nothing to train; evaluating it") in capsys.readouterr().out
+    more = short_config(steps=14, checkpoint_every=7, eval_every=7, allow_schedule_change=True)
+    assert train_and_evaluate(more, str(tmp_path))["step"] == 14
 
 
 def test_a_finished_run_only_evaluates(tmp_path):

@@ -65,6 +65,22 @@ def check_same_inputs(saved: dict, spec) -> None:
                             "the settings of the run that made it.")
 
 
+SCHEDULE = ("steps", "lr", "warmup_steps", "end_lr_ratio")
+
+
+def check_same_schedule(saved: dict, spec) -> None:
+    """A resumed run keeps its checkpoint's learning-rate schedule unless told otherwise."""
+    if spec.allow_schedule_change:
+        return
+    for field in SCHEDULE:
+        there, here = saved["config"].get(field), getattr(spec.optimizer, field)
+        if there is not None and there != here:
+            raise UserError(f"{field}={here!r} differs from the {there!r} of the checkpoint in the "
+                            "workdir; changing the schedule on resume re-shapes the learning "
+                            "rate, so pass --config.allow_schedule_change=true to do it anyway, "
+                            "or another --workdir.")
+
+
 def check_same_model(saved: dict, meta: dict) -> None:
     check_vocab(saved, meta["vocab_size"])
     mismatch = explain_mismatch(saved["config"].get("model", {}), meta["config"]["model"],
@@ -106,10 +122,14 @@ def train_and_evaluate(config, workdir: str) -> dict:
                                         abstract), 0
         else:
             check_same_model(saved, meta)
+            check_same_schedule(saved, spec)
             state = ckpt.restore(start, abstract)
         write_atomically(os.path.join(workdir, CONFIG_FILE), config.to_json(indent=2))
         print(describe_parameters(state.params, model_cfg))
-        if start:
+        if start >= spec.steps:
+            print(f"the checkpoint in the workdir is at step {start}, which steps={spec.steps} "
+                  "does not pass: nothing to train; evaluating it")
+        elif start:
             print(f"resuming from the checkpoint at step {start}")
         task_data = jax.device_put(task.data, replicated(mesh))
         lengths = chunk_lengths(start, spec.steps,

@@ -60,6 +60,7 @@ class RunSpec:
     optimizer: OptimizerSpec
     data: DataSpec | None       # the text task's
     vocab_from_tokenizer: bool = False
+    allow_schedule_change: bool = False
 
     def model_for(self, vocab_size: int | None) -> ModelConfig:
         """The model, with the tokenizer's vocabulary where the config left it to it."""
@@ -87,9 +88,13 @@ def run_spec(config) -> RunSpec:
     pending = text and model["vocab_size"] == 0
     model_cfg = ModelConfig.from_dict({**model, "vocab_size": 1 if pending
                                        else model["vocab_size"]})
+    allow = config.get("allow_schedule_change", False)
+    require(isinstance(allow, bool),
+            f"allow_schedule_change={allow!r} is not allowed; it must be true or false.")
     return RunSpec(task=config.task, model=model_cfg,
                    optimizer=OptimizerSpec(**fields_of(OptimizerSpec, config)), data=data,
-                   vocab_from_tokenizer=pending, **{name: config[name] for name in RUN_FIELDS})
+                   vocab_from_tokenizer=pending, allow_schedule_change=allow,
+                   **{name: config[name] for name in RUN_FIELDS})
 
 
 def check_train_config(spec: RunSpec, data=None) -> tuple[ModelConfig, Task]:
