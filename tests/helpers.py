@@ -49,3 +49,26 @@ def tiny_config(corpus_dir, cache_dir, **changes):
                        batch_size=4, num_devices=1))
     config.update(changes)
     return config
+
+
+def tensorboard_scalars(folder) -> dict[str, dict[int, float]]:
+    """{tag: {step: value}} from the TensorBoard event files in `folder` (TFRecord framing:
+    length, its CRC, the Event proto, its CRC)."""
+    import glob
+    import struct
+
+    from tensorboardX.proto import event_pb2
+
+    scalars = {}
+    for path in sorted(glob.glob(os.path.join(str(folder), "events.out.tfevents.*"))):
+        with open(path, "rb") as f:
+            data = f.read()
+        at = 0
+        while at < len(data):
+            (length,) = struct.unpack("<Q", data[at:at + 8])
+            event = event_pb2.Event()
+            event.ParseFromString(data[at + 12:at + 12 + length])
+            at += 12 + length + 4
+            for value in event.summary.value:
+                scalars.setdefault(value.tag, {})[event.step] = value.simple_value
+    return scalars

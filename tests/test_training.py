@@ -19,7 +19,7 @@ from train.metrics import read_metrics
 from train.errors import UserError
 from train.pretrained import load_latest
 
-from helpers import tree_digest
+from helpers import tensorboard_scalars, tree_digest
 
 TRAIN_KEYS = ("loss", "accuracy", "grad_norm", "lr")
 
@@ -77,6 +77,15 @@ def test_eight_devices_give_the_loss_of_one(tmp_path):
     for one, eight in zip(records[1], records[8], strict=True):
         for key in TRAIN_KEYS:
             np.testing.assert_allclose(eight[key], one[key], rtol=1e-5)
+
+
+def test_every_run_writes_tensorboard_events(tmp_path):
+    config = short_config(steps=10, log_every=5, eval_every=10, checkpoint_every=10)
+    train_and_evaluate(config, str(tmp_path))
+    scalars = tensorboard_scalars(tmp_path / "tensorboard")
+    logged = {r["step"]: r["loss"] for r in read_metrics(tmp_path) if "loss" in r}
+    assert scalars["loss"] == pytest.approx(logged) and set(logged) == {5, 10}
+    assert set(scalars["validation/triples_correct"]) == {10} and set(scalars["lr"]) == {5, 10}
 
 
 def test_metrics_are_strict_json(tmp_path):

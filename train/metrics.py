@@ -1,6 +1,7 @@
-"""metrics.jsonl (one strict-JSON object per log step), the terminal progress bar, and
-one plain line per log step and evaluation when stdout is not a terminal (pipes, nohup,
-batch schedulers), where a bar would print nothing."""
+"""metrics.jsonl (one strict-JSON object per log step), TensorBoard event files in
+WORKDIR/tensorboard, the terminal progress bar, and one plain line per log step and
+evaluation when stdout is not a terminal (pipes, nohup, batch schedulers), where a bar
+would print nothing."""
 from __future__ import annotations
 
 import json
@@ -10,11 +11,13 @@ import time
 
 import jax
 import numpy as np
+from tensorboardX import SummaryWriter
 from tqdm import tqdm
 
 from lowrank_jax.training.step import summarize
 
 METRICS_FILE = "metrics.jsonl"
+TENSORBOARD_DIR = "tensorboard"
 BAR_EVAL_METRICS = ("loss", "bits_per_byte", "triples_correct")
 
 
@@ -22,6 +25,7 @@ class MetricsLog:
     def __init__(self, workdir: str, resume_step: int):
         self.path = os.path.join(workdir, METRICS_FILE)
         self.drop_records_after(resume_step)
+        self.tensorboard = SummaryWriter(os.path.join(workdir, TENSORBOARD_DIR))
 
     def drop_records_after(self, step: int) -> None:
         """A run that stopped after logging but before its next checkpoint logged steps the
@@ -36,6 +40,13 @@ class MetricsLog:
     def write(self, record: dict) -> None:
         with open(self.path, "a") as f:
             f.write(json.dumps(strict(record), allow_nan=False) + "\n")
+        for name, value in record.items():
+            if name != "step" and isinstance(value, (int, float)):
+                self.tensorboard.add_scalar(name.replace("eval/", "validation/"), value,
+                                            record["step"])
+
+    def close(self) -> None:
+        self.tensorboard.close()
 
 
 def strict(record: dict) -> dict:
@@ -123,3 +134,4 @@ class TrainLogger:
     def close(self) -> None:
         self.flush()
         self.bar.close()
+        self.log.close()
