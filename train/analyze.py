@@ -18,10 +18,8 @@ model --workdir DIR [--batch 4] [--target 0.1] [--ranks 1,2,...] [--block-size B
 """
 from __future__ import annotations
 
-import argparse
 import csv
 import json
-import math
 import os
 import sys
 
@@ -35,7 +33,7 @@ from lowrank_jax.attention import weights_are_per_token
 from lowrank_jax.attention.core import ATTENTION_QUERIES, ATTENTION_VALUES, ATTENTION_WEIGHTS
 from lowrank_jax.attention.linformer import default_block_size
 from lowrank_jax.model import GPT, attention_intermediates
-from train.cli import Parser
+from train.cli import Parser, number_list
 from train.errors import UserError, exit_on_user_error
 from train.plots import Curve, plot_curves, plot_log_grid, plot_spectra
 from train.pretrained import load_latest
@@ -44,20 +42,6 @@ PROGRAM = "python -m train.analyze"
 MAX_LENGTH = 4096
 MAX_BATCH = 256
 MAX_SEED = 2 ** 32 - 1  # what jax.random.key takes
-
-
-def number_list(kind):
-    def parse(text: str) -> list:
-        try:
-            values = [kind(part) for part in text.split(",")]
-        except ValueError:
-            raise argparse.ArgumentTypeError(
-                f"{text!r} is not a comma-separated list of {kind.__name__}s") from None
-        if not all(math.isfinite(x) for x in values):
-            raise argparse.ArgumentTypeError(f"{text!r} has a value that is not finite")
-        return values
-    parse.__name__ = f"{kind.__name__} list"
-    return parse
 
 
 def parse_args(argv: list[str]):

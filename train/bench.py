@@ -34,7 +34,14 @@ import time
 from types import SimpleNamespace
 
 from lowrank_jax.attention import ATTENTIONS
-from train.cli import DEFAULT_CONFIG, Parser, RawEpilogFormatter, load_config
+from train.cli import (
+    DEFAULT_CONFIG,
+    Parser,
+    RawEpilogFormatter,
+    load_config,
+    number_list,
+    word_list,
+)
 from train.errors import exit_on_user_error
 
 PROGRAM = "python -m train.bench"
@@ -82,7 +89,7 @@ def bench_abc_variants(seeds: list[int]) -> dict:
                      "triples_correct": correct, "final_loss": summary["train"]["loss"]})
     steps = config.steps
     return {"benchmark": "abc_variants",
-            "command": f"{PROGRAM} abc-variants --seeds {' '.join(map(str, seeds))}",
+            "command": f"{PROGRAM} abc-variants --seeds {','.join(map(str, seeds))}",
             "steps": steps, "machine": machine(), "rows": rows}
 
 
@@ -274,13 +281,13 @@ def gpu_benchmark(name: str, args) -> tuple[dict, str]:
     if name == "attention":
         lengths = args.lengths or perf.ATTENTION_LENGTHS
         result = perf.bench_attention(lengths, args.tokens)
-        options = (f" --lengths {' '.join(map(str, lengths))}" if args.lengths else "") + (
+        options = (f" --lengths {','.join(map(str, lengths))}" if args.lengths else "") + (
             f" --tokens {args.tokens}" if args.tokens != perf.TOKENS else "")
     else:
         variants = tuple(label for label, (attention, _) in perf.STEP_VARIANTS.items()
                          if not args.variants or attention in args.variants)
-        options = (f" --lengths {' '.join(map(str, args.lengths))}" if args.lengths else "") + (
-            f" --variants {' '.join(args.variants)}" if args.variants else "")
+        options = (f" --lengths {','.join(map(str, args.lengths))}" if args.lengths else "") + (
+            f" --variants {','.join(args.variants)}" if args.variants else "")
         if name == "step":
             shapes = tuple(s for s in perf.STEP_SHAPES if not args.lengths or s[0] in args.lengths)
             result = perf.bench_step(shapes, variants)
@@ -303,10 +310,9 @@ def main(argv: list[str]) -> None:
                     epilog=__doc__.split("\n", 1)[1], formatter_class=RawEpilogFormatter)
     parser.add_argument("benchmark", choices=["attention", "step", "memory", "abc-sort",
                                               "abc-variants", "lm-variants", "decode"])
-    parser.add_argument("--lengths", type=int, nargs="+", default=None,
+    parser.add_argument("--lengths", type=number_list(int), default=None,
                         help="attention, step, memory: sequence lengths (default: the committed set)")
-    parser.add_argument("--variants", nargs="+", default=None,
-                        choices=list(ATTENTIONS),
+    parser.add_argument("--variants", type=word_list(list(ATTENTIONS)), default=None,
                         help="step, memory: the variants to run (default: all)")
     parser.add_argument("--tokens", type=int, default=65536,
                         help="attention: tokens per step (batch = tokens / L)")
@@ -314,7 +320,7 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--steps", type=int, default=None, help="lm-variants: steps per run")
     parser.add_argument("--keep", default=None, help="lm-variants: keep each run's workdir here")
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--seeds", type=int, nargs="+", default=[42, 0, 1])
+    parser.add_argument("--seeds", type=number_list(int), default=[42, 0, 1])
     parser.add_argument("--out", default=None,
                         help="folder for the results (default: a fresh folder under runs/)")
     png = None

@@ -12,6 +12,7 @@ import ast
 import difflib
 import importlib.util
 import inspect
+import math
 import os
 from types import SimpleNamespace
 
@@ -62,6 +63,34 @@ def description(doc: str | None) -> str | None:
         return None
     paragraphs = [p for p in doc.strip().split("\n\n") if p.strip()]
     return " ".join(paragraphs[1 if len(paragraphs) > 1 else 0].split())
+
+
+def number_list(kind):
+    """An argparse type: comma-separated numbers (the one list style of every tool)."""
+    def parse(text: str) -> list:
+        try:
+            values = [kind(part) for part in text.split(",")]
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"{text!r} is not a comma-separated list of {kind.__name__}s") from None
+        if not all(math.isfinite(x) for x in values):
+            raise argparse.ArgumentTypeError(f"{text!r} has a value that is not finite")
+        return values
+    parse.__name__ = f"{kind.__name__} list"
+    return parse
+
+
+def word_list(choices):
+    """An argparse type: comma-separated names from `choices`."""
+    def parse(text: str) -> list[str]:
+        words = text.split(",")
+        bad = [w for w in words if w not in choices]
+        if bad:
+            raise argparse.ArgumentTypeError(
+                f"{bad[0]!r} is not one of {', '.join(choices)}")
+        return words
+    parse.__name__ = "name list"
+    return parse
 
 
 def shipped_configs() -> list[str]:
