@@ -2,10 +2,18 @@
 
 Saves are asynchronous, keep the newest `keep`, and are atomic: Orbax writes into a
 temporary folder and renames it when complete, so an interrupted save is never the latest.
+A checkpoint whose files are damaged is reported by step and file, and readers fall back
+to the newest older one that restores.
 """
 from __future__ import annotations
 
+import contextlib
 import os
+import re
+import shutil
+import sys
+import tempfile
+import time
 from typing import Any
 
 import orbax.checkpoint as ocp
@@ -14,6 +22,9 @@ from flax import traverse_util
 from train.errors import UserError
 
 CHECKPOINT_DIR = "checkpoints"
+DAMAGED_DIR = "damaged_checkpoints"
+# A failed restore's cut-short reads report themselves within moments (seen: at once).
+QUIET_SECONDS, LONGEST_WAIT_SECONDS = 0.5, 5.0
 
 
 def param_shapes(params) -> dict[str, list[int]]:
@@ -33,28 +44,131 @@ def check_workdir_writable(workdir: str) -> None:
                         "pass --workdir with a folder you can write to.") from None
 
 
+class DamagedCheckpoint(Exception):
+    """A checkpoint that cannot be read back: `step` and the file at fault, as one clause."""
+
+    def __init__(self, step: int, what: str):
+        super().__init__(f"the checkpoint at step {step} cannot be restored ({what})")
+        self.step = step
+
+
+def damage(err: Exception, step_dir: str) -> str:
+    """Which file of a step's folder a restore error names (the most specific one), else
+    the folder itself."""
+    paths = re.findall(re.escape(step_dir) + r"[^\s'\"\\\]\),:]*", str(err))
+    files = sorted((p.rstrip("/") for p in paths), key=len)
+    where = os.path.relpath(files[-1] if files else step_dir, os.path.dirname(step_dir))
+    return f"{CHECKPOINT_DIR}/{where} is damaged: {type(err).__name__}"
+
+
+def wait_until_quiet(capture) -> None:
+    """Until nothing has been written to `capture` for QUIET_SECONDS (at most LONGEST_WAIT)."""
+    start = last_change = time.monotonic()
+    size = -1
+    while time.monotonic() - last_change < QUIET_SECONDS:
+        if time.monotonic() - start > LONGEST_WAIT_SECONDS:
+            return
+        now = os.fstat(capture.fileno()).st_size
+        if now != size:
+            size, last_change = now, time.monotonic()
+        time.sleep(0.05)
+
+
+@contextlib.contextmanager
+def stray_reports_dropped():
+    """A restore that fails leaves tensorstore reads in flight, whose threads then report
+    'Event loop is closed' tracebacks straight to stderr. While a restore runs, stderr goes
+    to a file: replayed when it succeeds, dropped (after the stray reports have landed)
+    when it fails, since the failure is reported in one sentence instead."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as capture:
+        os.dup2(capture.fileno(), 2)
+        failed = False
+        try:
+            yield
+        except Exception:
+            failed = True
+            wait_until_quiet(capture)
+            raise
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            if not failed:
+                capture.seek(0)
+                sys.stderr.write(capture.read().decode("utf-8", errors="replace"))
+
+
 class Checkpointer:
     def __init__(self, workdir: str, keep: int, read_only: bool = False):
         options = (ocp.CheckpointManagerOptions(read_only=True, create=False) if read_only else
                    ocp.CheckpointManagerOptions(max_to_keep=keep, create=True))
+        self.workdir = workdir
         self.path = os.path.abspath(os.path.join(workdir, CHECKPOINT_DIR))
         self.manager = ocp.CheckpointManager(self.path, options=options)
 
     def latest_step(self) -> int | None:
         return self.manager.latest_step()
 
+    def steps(self) -> list[int]:
+        """Every finished checkpoint's step, newest first."""
+        return sorted(self.manager.all_steps(), reverse=True)
+
     def read_meta(self, step: int) -> dict[str, Any]:
         try:
-            restored = self.manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))
+            with stray_reports_dropped():
+                restored = self.manager.restore(
+                    step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))
             return dict(restored["meta"])
         except Exception as err:  # orbax raises many types for a damaged or foreign folder
-            raise UserError(f"the checkpoint at {self.path}/{step} cannot be read ({type(err).__name__}); "
-                            "pass --workdir with a folder this program wrote.") from None
+            raise DamagedCheckpoint(step, damage(err, os.path.join(self.path, str(step)))) from None
 
     def restore(self, step: int, abstract_state):
-        restored = self.manager.restore(
-            step, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract_state)))
+        try:
+            with stray_reports_dropped():
+                restored = self.manager.restore(
+                    step, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract_state)))
+        except Exception as err:  # tensorstore and orbax raise many types for damaged files
+            raise DamagedCheckpoint(step, damage(err, os.path.join(self.path, str(step)))) from None
         return restored["state"]
+
+    def newest(self, read, below: int | None = None, warn=None):
+        """(step, read(step)) of the newest checkpoint (at or below `below`) that reads; each
+        damaged one skipped on the way is reported through `warn`. (None, None) with no
+        checkpoint; a UserError naming them when every one is damaged."""
+        warn = warn or (lambda message: print(f"warning: {message}", file=sys.stderr))
+        damaged = []
+        for step in [s for s in self.steps() if below is None or s <= below]:
+            try:
+                value = read(step)
+            except DamagedCheckpoint as err:
+                damaged.append(err)
+                continue
+            for err in damaged:
+                warn(f"{err}; falling back to the one at step {step}.")
+            return step, value
+        if damaged:
+            raise UserError(f"every checkpoint in {self.path} is damaged ("
+                            + "; ".join(map(str, damaged)) + f"); move {CHECKPOINT_DIR}/ aside "
+                            "to start over, or pass another --workdir.")
+        return None, None
+
+    def set_aside_after(self, step: int) -> None:
+        """Moves the checkpoints newer than `step` (damaged: the run falls back past them)
+        into WORKDIR/damaged_checkpoints, so training can save those steps again and
+        nothing that was on disk is lost."""
+        newer = [s for s in self.steps() if s > step]
+        if not newer:
+            return
+        self.manager.wait_until_finished()
+        aside = os.path.join(self.workdir, DAMAGED_DIR)
+        os.makedirs(aside, exist_ok=True)
+        for s in newer:
+            target = os.path.join(aside, f"{s}-{int(time.time())}")
+            shutil.move(os.path.join(self.path, str(s)), target)
+            print(f"moved the damaged checkpoint at step {s} to {target}", file=sys.stderr)
+        self.manager.reload()
 
     def save(self, step: int, state, meta: dict) -> None:
         self.manager.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(state),

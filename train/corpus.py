@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import sys
 import sysconfig
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -126,10 +127,15 @@ def cached_tokens(cache_dir: str, key: str, name: str, make_tokens: Callable[[],
     """The array `make_tokens()` gives, memory-mapped from cache_dir/{name}-{key}.npy;
     computed only when that file is missing."""
     path = os.path.join(cache_dir, f"{name}-{key}.npy")
-    if not os.path.exists(path):
-        tokens = make_tokens()
-        os.makedirs(cache_dir, exist_ok=True)
-        partial = path + ".partial.npy"  # an interrupted write never looks finished
-        np.save(partial, tokens)
-        os.replace(partial, path)
+    if os.path.exists(path):
+        try:
+            return np.load(path, mmap_mode="r")
+        except (ValueError, OSError, EOFError):  # a truncated or overwritten file
+            print(f"warning: the token cache {path} is damaged; tokenizing again.",
+                  file=sys.stderr)
+    tokens = make_tokens()
+    os.makedirs(cache_dir, exist_ok=True)
+    partial = path + ".partial.npy"  # an interrupted write never looks finished
+    np.save(partial, tokens)
+    os.replace(partial, path)
     return np.load(path, mmap_mode="r")

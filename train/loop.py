@@ -43,8 +43,8 @@ def chunk_lengths(start: int, steps: int, period: int) -> list[int]:
 
 
 def saved_run(ckpt: Checkpointer) -> tuple[int, dict] | tuple[None, None]:
-    step = ckpt.latest_step()
-    return (None, None) if step is None else (step, ckpt.read_meta(step))
+    """(step, record) of the newest checkpoint whose record reads, or (None, None)."""
+    return ckpt.newest(ckpt.read_meta)
 
 
 def check_same_inputs(saved: dict, spec) -> None:
@@ -123,7 +123,8 @@ def train_and_evaluate(config, workdir: str) -> dict:
         else:
             check_same_model(saved, meta)
             check_same_schedule(saved, spec)
-            state = ckpt.restore(start, abstract)
+            start, state = ckpt.newest(lambda step: ckpt.restore(step, abstract), below=start)
+            ckpt.set_aside_after(start)
         write_atomically(os.path.join(workdir, CONFIG_FILE), config.to_json(indent=2))
         print(describe_parameters(state.params, model_cfg))
         if start >= spec.steps:

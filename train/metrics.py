@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import sys
 import time
 
 import jax
@@ -32,8 +33,7 @@ class MetricsLog:
         resumed run will redo; dropping them keeps exactly one record per step."""
         if not os.path.exists(self.path):
             return
-        with open(self.path) as f:
-            kept = [line for line in f if line.strip() and json.loads(line)["step"] <= step]
+        kept = [json.dumps(r) + "\n" for r in records(self.path) if r["step"] <= step]
         with open(self.path, "w") as f:
             f.writelines(kept)
 
@@ -73,9 +73,23 @@ def eval_line(record: dict) -> str:
     return f"eval at step {record['step']}: {figures}"
 
 
+def records(path: str) -> list[dict]:
+    """Every whole record; a line a crash cut short is left out, with a warning."""
+    kept = []
+    with open(path) as f:
+        for number, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                kept.append(json.loads(line))
+            except json.JSONDecodeError:
+                print(f"warning: {os.path.basename(path)} line {number} is not a whole record; "
+                      "it is left out.", file=sys.stderr)
+    return kept
+
+
 def read_metrics(workdir: str) -> list[dict]:
-    with open(os.path.join(workdir, METRICS_FILE)) as f:
-        return [json.loads(line) for line in f if line.strip()]
+    return records(os.path.join(workdir, METRICS_FILE))
 
 
 class TrainLogger:

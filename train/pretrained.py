@@ -36,10 +36,9 @@ def load_latest(workdir: str, data_overrides: dict | None = None, with_data: boo
                         f"python -m train --workdir {workdir}.")
     ckpt = Checkpointer(workdir, keep=1, read_only=True)
     try:
-        step = ckpt.latest_step()
+        step, meta = ckpt.newest(ckpt.read_meta)
         if step is None:
             raise UserError(f"workdir {workdir!r} holds no finished checkpoint; train one first.")
-        meta = ckpt.read_meta(step)
         config = ml_collections.ConfigDict(meta["config"])
         if data_overrides:
             config.data.update(data_overrides)
@@ -54,7 +53,8 @@ def load_latest(workdir: str, data_overrides: dict | None = None, with_data: boo
         # Parameter shapes do not depend on the length the model is traced at.
         abstract = abstract_state(GPT(model_cfg), make_optimizer(spec.optimizer), spec.seed,
                                   model_cfg.max_len + 1, make_mesh(1))
-        params = ckpt.restore(step, abstract).params
+        step, state = ckpt.newest(lambda s: ckpt.restore(s, abstract), below=step)
+        params = state.params
     finally:
         ckpt.close()
     return Run(config, model_cfg, task, params, step, tokenizer)

@@ -1,0 +1,132 @@
+"""What a user's worst day does to a workdir: damaged checkpoints fall back to the newest
+older one that restores, torn metrics lines and truncated token caches are mended, and
+none of it ends in a traceback."""
+import glob
+import os
+import shutil
+
+import jax
+import numpy as np
+import pytest
+
+from configs.abc_sort import get_config
+from lowrank_jax.tokenizer import ByteTokenizer
+from train import corpus
+from train.errors import UserError
+from train.loop import train_and_evaluate
+from train.metrics import read_metrics
+from train.pretrained import load_latest
+
+from helpers import assert_clean_error, run
+
+
+SCHEDULE = dict(steps=30, warmup_steps=2, log_every=5, eval_every=10, checkpoint_every=10,
+                keep_checkpoints=5, num_devices=1)
+FLAGS = [f"--config.{k}={v}" for k, v in SCHEDULE.items()]
+
+
+def short_config():
+    config = get_config()
+    config.update(SCHEDULE)
+    return config
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    """A 30-step run, and the same run as if killed after its step-20 checkpoint."""
+    root = tmp_path_factory.mktemp("faults")
+    train_and_evaluate(short_config(), str(root / "whole"))
+    shutil.copytree(root / "whole", root / "stopped")
+    shutil.rmtree(root / "stopped" / "checkpoints" / "30")
+    return root
+
+
+def state_file(step_dir, pattern):
+    return sorted(glob.glob(os.path.join(step_dir, "state", pattern), recursive=True))[0]
+
+
+def truncate(path):
+    with open(path, "r+b") as f:
+        f.truncate(os.path.getsize(path) // 2)
+
+
+def corrupt(path):
+    with open(path, "r+b") as f:
+        data = bytearray(f.read())
+        f.seek(0)
+        f.write(bytes(b ^ 0xFF for b in data))
+
+
+DAMAGE = {  # what is done to checkpoints/20, and the file the warning must name
+    "truncated manifest": (lambda d: truncate(state_file(d, "manifest.ocdbt")), "manifest.ocdbt"),
+    "deleted _METADATA": (lambda d: os.remove(state_file(d, "_METADATA")), "20"),
+    "deleted manifest": (lambda d: os.remove(state_file(d, "manifest.ocdbt")), "20"),
+    "corrupted data": (lambda d: [corrupt(p) for p in glob.glob(os.path.join(d, "state", "**", "d", "*"),
+                                                              recursive=True)], "20"),
+    "corrupted record": (lambda d: corrupt(os.path.join(d, "meta", "metadata")), "20"),
+}
+
+
+@pytest.mark.parametrize("name", DAMAGE)
+def test_a_damaged_checkpoint_falls_back_and_training_goes_on(runs, tmp_path, capsys, name):
+    workdir = tmp_path / "run"
+    shutil.copytree(runs / "stopped", workdir)
+    harm, named = DAMAGE[name]
+    harm(str(workdir / "checkpoints" / "20"))
+    capsys.readouterr()
+    summary = train_and_evaluate(short_config(), str(workdir))
+    err = capsys.readouterr().err
+    assert "the checkpoint at step 20 cannot be restored" in err and named in err, err
+    assert "falling back to the one at step 10" in err
+    assert summary["step"] == 30
+    # Deterministic batches: the fallback retrains 10 -> 30 into the uninterrupted run.
+    whole = load_latest(str(runs / "whole")).params
+    jax.tree.map(np.testing.assert_array_equal, load_latest(str(workdir)).params, whole)
+    assert [r["step"] for r in read_metrics(workdir)] == [r["step"] for r in read_metrics(runs / "whole")]
+    assert os.listdir(workdir / "damaged_checkpoints")  # set aside, not deleted
+
+
+def test_readers_fall_back_too(runs, tmp_path, capsys):
+    workdir = tmp_path / "run"
+    shutil.copytree(runs / "stopped", workdir)
+    truncate(state_file(str(workdir / "checkpoints" / "20"), "manifest.ocdbt"))
+    assert load_latest(str(workdir)).step == 10
+    assert "falling back to the one at step 10" in capsys.readouterr().err
+    result = run("train.sort_demo", "--workdir", str(workdir), stdin="cab\n")
+    assert result.returncode == 0 and "Traceback" not in result.stderr, result.stderr
+    assert "(step 10)" in result.stdout
+
+
+def test_with_every_checkpoint_damaged_the_run_stops_in_one_sentence(runs, tmp_path):
+    workdir = tmp_path / "run"
+    shutil.copytree(runs / "stopped", workdir)
+    for step in ("10", "20"):
+        os.remove(state_file(str(workdir / "checkpoints" / step), "manifest.ocdbt"))
+    with pytest.raises(UserError, match=r"^every checkpoint in .* is damaged \(the checkpoint "
+                                        r"at step 20 cannot be restored"):
+        train_and_evaluate(short_config(), str(workdir))
+    assert_clean_error(run("train", "--workdir", str(workdir), *FLAGS), "is damaged")
+
+
+def test_a_torn_metrics_line_is_dropped_with_a_warning(runs, tmp_path, capsys):
+    workdir = tmp_path / "run"
+    shutil.copytree(runs / "stopped", workdir)
+    before = read_metrics(workdir)
+    with open(workdir / "metrics.jsonl", "a") as f:
+        f.write('{"step": 35, "loss": 0.')   # a write cut off mid-record
+    assert read_metrics(workdir) == before
+    assert (f"metrics.jsonl line {len(before) + 1} is not a whole record; it is left out"
+            in capsys.readouterr().err)
+    assert train_and_evaluate(short_config(), str(workdir))["step"] == 30
+    assert [r["step"] for r in read_metrics(workdir)] == [r["step"] for r in read_metrics(runs / "whole")]
+
+
+def test_a_truncated_token_cache_is_rebuilt(tmp_path, capsys):
+    tokens = np.arange(1000) % 256
+    cache = str(tmp_path / "cache")
+    corpus.cached_tokens(cache, "k", "train", lambda: tokens.astype(np.uint8))
+    truncate(os.path.join(cache, "train-k.npy"))
+    again = corpus.cached_tokens(cache, "k", "train", lambda: tokens.astype(np.uint8))
+    np.testing.assert_array_equal(again, tokens)
+    assert "is damaged; tokenizing again" in capsys.readouterr().err
+    assert ByteTokenizer().vocab_size == 256
