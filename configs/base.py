@@ -22,6 +22,9 @@ def make_config(task: str, model: dict, **training) -> ml_collections.ConfigDict
         # A resumed run must keep the schedule (steps, lr, warmup_steps, end_lr_ratio) of
         # its checkpoint unless this is true: changing it re-shapes the learning rate.
         allow_schedule_change=False,
+        # An update whose loss or gradient is NaN or infinite is never applied; false: the
+        # run stops there naming the step, true: it goes on and counts the skips.
+        skip_nonfinite=False,
     ))
     config.update(training)
     config.model = ml_collections.ConfigDict({**MODEL_DEFAULTS, **model})

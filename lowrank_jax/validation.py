@@ -2,6 +2,7 @@
 by the entry points in train/ (which print them and exit 2)."""
 from __future__ import annotations
 
+import math
 from typing import Any, Mapping
 
 
@@ -20,7 +21,9 @@ def is_int(value: Any) -> bool:
 
 
 def is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
+    """A finite int or float: NaN and infinities are never a setting."""
+    return (isinstance(value, (int, float)) and not isinstance(value, bool)
+            and math.isfinite(value))
 
 
 def check_choice(field: str, value: Any, allowed) -> None:

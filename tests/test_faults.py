@@ -130,3 +130,51 @@ def test_a_truncated_token_cache_is_rebuilt(tmp_path, capsys):
     np.testing.assert_array_equal(again, tokens)
     assert "is damaged; tokenizing again" in capsys.readouterr().err
     assert ByteTokenizer().vocab_size == 256
+
+
+def test_a_nan_stops_the_run_at_its_step_and_saves_nothing_of_it(tmp_path):
+    """lr 1e6 blows the ABC sorter up within a few steps."""
+    config = short_config()
+    config.update(dict(lr=1e6, warmup_steps=1))
+    with pytest.raises(UserError, match=r"^the loss or a gradient became NaN or infinite at step "
+                                        r"\d+; the run stopped there and saved nothing of it "
+                                        r"\(no checkpoint was saved before it\); lower lr"):
+        train_and_evaluate(config, str(tmp_path))
+    assert not os.listdir(tmp_path / "checkpoints")
+    result = run("train", "--workdir", str(tmp_path / "cli"), *FLAGS, "--config.lr=1e6")
+    assert_clean_error(result, "became NaN or infinite at step")
+
+
+def test_a_nan_after_a_checkpoint_names_it_and_leaves_it_finite(runs, tmp_path):
+    workdir = tmp_path / "run"
+    shutil.copytree(runs / "stopped", workdir)
+    config = short_config()
+    config.update(dict(lr=1e6, allow_schedule_change=True))
+    with pytest.raises(UserError, match=r"at step 2\d; .*\(the last good checkpoint is at step "
+                                        r"20\)"):
+        train_and_evaluate(config, str(workdir))
+    assert sorted(os.listdir(workdir / "checkpoints")) == ["10", "20"]
+    params = load_latest(str(workdir)).params
+    assert all(bool(np.isfinite(p).all()) for p in jax.tree.leaves(params))
+
+
+def test_skipping_nonfinite_updates_goes_on_and_counts_them(tmp_path):
+    config = short_config()
+    config.update(dict(lr=1e6, warmup_steps=1, skip_nonfinite=True))
+    assert train_and_evaluate(config, str(tmp_path))["step"] == 30
+    skipped = [r["skipped_updates"] for r in read_metrics(tmp_path) if "loss" in r]
+    assert sum(skipped) > 0 and len(skipped) == 6
+    params = load_latest(str(tmp_path)).params
+    assert all(bool(np.isfinite(p).all()) for p in jax.tree.leaves(params))
+
+
+@pytest.mark.parametrize("flag,message", [
+    ("--config.lr=inf", "lr=inf is not allowed; it must be a positive number."),
+    ("--config.grad_clip=nan", "grad_clip=nan is not allowed; it must be a positive number."),
+    ("--config.model.embed_init_std=inf", "embed_init_std=inf is not allowed; it must be positive."),
+    ("--config.skip_nonfinite=maybe", "--config.skip_nonfinite='maybe' is not allowed; it must be "
+                                      "true or false."),
+])
+def test_non_finite_settings_are_refused_before_anything_is_written(tmp_path, flag, message):
+    assert_clean_error(run("train", "--workdir", str(tmp_path / "w"), flag), message)
+    assert not os.path.exists(tmp_path / "w")

@@ -16,7 +16,7 @@ from lowrank_jax.training.state import (
     make_mesh,
     replicated,
 )
-from lowrank_jax.training.step import make_train_fn, make_train_step
+from lowrank_jax.training.step import FIRST_NONFINITE, NO_STEP, make_train_fn, make_train_step
 from train.checkpoint import (
     Checkpointer,
     check_vocab,
@@ -159,25 +159,58 @@ def train_and_evaluate(config, workdir: str) -> dict:
             "compile_seconds": compile_seconds, "train_seconds": train_seconds}
 
 
+class FiniteGuard:
+    """Stops the run at its first NaN or infinite loss or gradient (unless the spec skips
+    such updates). Each call's first bad step is read one call late, as the metrics are,
+    so the device never waits; before anything is saved or evaluated, every call is read."""
+
+    def __init__(self, spec, last_saved: int | None):
+        self.skip, self.last_saved, self.unread = spec.skip_nonfinite, last_saved, []
+
+    def add(self, sums) -> None:
+        self.unread.append(sums[FIRST_NONFINITE])
+
+    def check(self, leave_newest: bool = False) -> None:
+        ready = self.unread[:-1] if leave_newest else self.unread
+        self.unread = self.unread[len(ready):]
+        first = min((int(s) for s in jax.device_get(ready)), default=NO_STEP)
+        if first != NO_STEP and not self.skip:
+            saved = (f"the last good checkpoint is at step {self.last_saved}"
+                     if self.last_saved else "no checkpoint was saved before it")
+            raise UserError(f"the loss or a gradient became NaN or infinite at step {first}; "
+                            f"the run stopped there and saved nothing of it ({saved}); lower "
+                            "lr, or set --config.skip_nonfinite=true to skip such updates.")
+
+    def saved(self, step: int) -> None:
+        self.last_saved = step
+
+
 def run_calls(spec, state, step, lengths, run, logger, evaluate, save):
     """Runs `run(n, state)` over the call lengths, logging, evaluating and saving on
     schedule; returns (final state, last eval record)."""
-    last_eval = None
-    for n in lengths:
-        state, sums = run(n, state)              # dispatched; runs while we read the last window
-        step += n
-        logger.add(sums, n)
-        logger.flush()
-        done = step == spec.steps
-        if step % spec.log_every == 0 or done:
-            logger.close_window(step)
-        if step % spec.eval_every == 0 or done:
+    last_eval, guard = None, FiniteGuard(spec, step or None)
+    try:
+        for n in lengths:
+            state, sums = run(n, state)          # dispatched; runs while we read the last window
+            step += n
+            logger.add(sums, n)
+            guard.add(sums)
+            guard.check(leave_newest=True)
             logger.flush()
-            last_eval = evaluate(step, state.params)
-            logger.write_eval(last_eval)
-        if step % spec.checkpoint_every == 0 or done:
-            save(step, state)
-    logger.close()
+            done = step == spec.steps
+            if step % spec.log_every == 0 or done:
+                logger.close_window(step)
+            if step % spec.eval_every == 0 or done:
+                guard.check()
+                logger.flush()
+                last_eval = evaluate(step, state.params)
+                logger.write_eval(last_eval)
+            if step % spec.checkpoint_every == 0 or done:
+                guard.check()
+                save(step, state)
+                guard.saved(step)
+    finally:
+        logger.close()
     jax.block_until_ready(state)
     if last_eval is None:  # already trained to `steps`: evaluate what is there
         last_eval = evaluate(step, state.params)

@@ -15,7 +15,7 @@ import numpy as np
 from tensorboardX import SummaryWriter
 from tqdm import tqdm
 
-from lowrank_jax.training.step import summarize
+from lowrank_jax.training.step import FIRST_NONFINITE, summarize
 
 METRICS_FILE = "metrics.jsonl"
 TENSORBOARD_DIR = "tensorboard"
@@ -62,9 +62,10 @@ def duration(seconds: float) -> str:
 
 
 def log_line(record: dict, total: int, tokens_per_step: int, eta_seconds: float) -> str:
+    skipped = record.get("skipped_updates", 0)
     return (f"step {record['step']}/{total}  loss {record['loss']:.4f}  lr {record['lr']:.2e}  "
             f"{record['steps_per_second'] * tokens_per_step:,.0f} tokens/s  "
-            f"ETA {duration(eta_seconds)}")
+            f"ETA {duration(eta_seconds)}" + (f"  skipped {skipped} updates" if skipped else ""))
 
 
 def eval_line(record: dict) -> str:
@@ -122,7 +123,9 @@ class TrainLogger:
             return
         step, sums_list = self.pending
         self.pending = None
-        totals = jax.tree.map(lambda *xs: np.sum(xs, axis=0), *jax.device_get(sums_list))
+        window = [{k: v for k, v in sums.items() if k != FIRST_NONFINITE}
+                  for sums in jax.device_get(sums_list)]
+        totals = jax.tree.map(lambda *xs: np.sum(xs, axis=0), *window)
         # The average since this process started training: a window's own time is not
         # observable without stalling the device, since calls are read one call late.
         rate = (step - self.start) / (time.perf_counter() - self.t_start)

@@ -15,6 +15,7 @@ WEIGHT_DECAY_ON = ("all", "matrices")
 POSITIVE_INTS = ("steps", "batch_size", "log_every", "eval_every", "checkpoint_every",
                  "keep_checkpoints")
 TOKENIZERS = ("bytes", "bpe")
+SWITCHES = ("allow_schedule_change", "skip_nonfinite")   # optional, false when absent
 RUN_FIELDS = ("seed", "steps", "batch_size", "log_every", "eval_every", "checkpoint_every",
               "keep_checkpoints", "num_devices")
 
@@ -61,6 +62,7 @@ class RunSpec:
     data: DataSpec | None       # the text task's
     vocab_from_tokenizer: bool = False
     allow_schedule_change: bool = False
+    skip_nonfinite: bool = False     # skip an update with a NaN/inf loss or gradient, not stop
 
     def model_for(self, vocab_size: int | None) -> ModelConfig:
         """The model, with the tokenizer's vocabulary where the config left it to it."""
@@ -88,12 +90,13 @@ def run_spec(config) -> RunSpec:
     pending = text and model["vocab_size"] == 0
     model_cfg = ModelConfig.from_dict({**model, "vocab_size": 1 if pending
                                        else model["vocab_size"]})
-    allow = config.get("allow_schedule_change", False)
-    require(isinstance(allow, bool),
-            f"allow_schedule_change={allow!r} is not allowed; it must be true or false.")
+    switches = {name: config.get(name, False) for name in SWITCHES}
+    for name, value in switches.items():
+        require(isinstance(value, bool), f"{name}={value!r} is not allowed; it must be true or "
+                                         "false.")
     return RunSpec(task=config.task, model=model_cfg,
                    optimizer=OptimizerSpec(**fields_of(OptimizerSpec, config)), data=data,
-                   vocab_from_tokenizer=pending, allow_schedule_change=allow,
+                   vocab_from_tokenizer=pending, **switches,
                    **{name: config[name] for name in RUN_FIELDS})
 
 

@@ -22,10 +22,16 @@ def decay_mask(weight_decay_on: str):
     return lambda params: jax.tree.map(lambda p: p.ndim >= 2, params)
 
 
+# apply_if_finite counts its skips in an int32; a run never has this many updates in a row.
+NEVER_GIVE_UP = 2 ** 31 - 1
+
+
 def make_optimizer(opt) -> optax.GradientTransformation:
-    """`opt`: the run's OptimizerSpec (training/config.py)."""
-    return optax.chain(
+    """`opt`: the run's OptimizerSpec (training/config.py). An update with a NaN or infinite
+    gradient is never applied (apply_if_finite), so the parameters and optimizer state stay
+    finite; whether the run then stops or goes on is the training loop's choice."""
+    return optax.apply_if_finite(optax.chain(
         optax.clip_by_global_norm(opt.grad_clip),
         optax.adamw(make_schedule(opt), weight_decay=opt.weight_decay,
                     mask=decay_mask(opt.weight_decay_on)),
-    )
+    ), max_consecutive_errors=NEVER_GIVE_UP)

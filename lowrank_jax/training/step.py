@@ -21,6 +21,12 @@ from lowrank_jax.training.state import (
 )
 
 
+# The step of a call's first non-finite loss or gradient (1-based: the update it would
+# have made); NO_STEP when every one was finite. Its sum over steps is a minimum instead.
+FIRST_NONFINITE = "first_nonfinite_step"
+NO_STEP = jnp.iinfo(jnp.int32).max
+
+
 def next_token_metrics(logits_BTV, targets_BT) -> tuple[jax.Array, dict]:
     """Mean cross-entropy over every next-token position, and the sums behind it."""
     nll_BT = optax.softmax_cross_entropy_with_integer_labels(logits_BTV, targets_BT)
@@ -43,7 +49,13 @@ def make_train_step(model, optimizer, make_batch, batch_size: int, mesh) -> Call
                                                                      dropout_key)
         updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
-        sums = {**sums, "grad_norm": optax.tree.norm(grads), "steps": jnp.float32(1)}
+        grad_norm = optax.tree.norm(grads)
+        finite = jnp.isfinite(sums["loss"]) & jnp.isfinite(grad_norm)
+        # A skipped update's figures stay out of the means (which then cover the others).
+        sums = {k: jnp.where(finite, v, 0) for k, v in
+                {**sums, "grad_norm": grad_norm, "steps": jnp.float32(1)}.items()}
+        sums = {**sums, "nonfinite": (~finite).astype(jnp.float32),
+                FIRST_NONFINITE: jnp.where(finite, NO_STEP, state.step + 1)}
         return state.replace(step=state.step + 1, params=params, opt_state=opt_state), sums
 
     return train_step
@@ -55,7 +67,7 @@ def make_train_fn(train_step: Callable, abstract: TrainState, mesh, steps_per_ca
     def run(state, data):
         state, sums = jax.lax.scan(lambda s, _: train_step(s, data), state, None,
                                    length=steps_per_call)
-        return state, jax.tree.map(lambda x: x.sum(0), sums)
+        return state, {k: v.min(0) if k == FIRST_NONFINITE else v.sum(0) for k, v in sums.items()}
 
     shardings = state_shardings(abstract, mesh)
     return jax.jit(run, in_shardings=(shardings, replicated(mesh)),
@@ -64,7 +76,12 @@ def make_train_fn(train_step: Callable, abstract: TrainState, mesh, steps_per_ca
 
 
 def summarize(sums: dict) -> dict:
-    """Host side: metric sums -> means."""
-    return {"loss": float(sums["loss"] / sums["tokens"]),
-            "accuracy": float(sums["correct"] / sums["tokens"]),
-            "grad_norm": float(sums["grad_norm"] / sums["steps"])}
+    """Host side: metric sums -> means (NaN over a window whose every update was skipped),
+    and the updates skipped for a non-finite value."""
+    def mean(total, count):
+        return float(total) / float(count) if count else float("nan")
+
+    return {"loss": mean(sums["loss"], sums["tokens"]),
+            "accuracy": mean(sums["correct"], sums["tokens"]),
+            "grad_norm": mean(sums["grad_norm"], sums["steps"]),
+            "skipped_updates": int(sums["nonfinite"])}
