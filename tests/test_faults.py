@@ -2,8 +2,12 @@
 older one that restores, torn metrics lines and truncated token caches are mended, and
 none of it ends in a traceback."""
 import glob
+import json
 import os
 import shutil
+import subprocess
+import sys
+import time
 
 import jax
 import numpy as np
@@ -17,7 +21,7 @@ from train.loop import train_and_evaluate
 from train.metrics import read_metrics
 from train.pretrained import load_latest
 
-from helpers import assert_clean_error, run
+from helpers import ROOT, assert_clean_error, run, tree_digest
 
 
 SCHEDULE = dict(steps=30, warmup_steps=2, log_every=5, eval_every=10, checkpoint_every=10,
@@ -178,3 +182,60 @@ def test_skipping_nonfinite_updates_goes_on_and_counts_them(tmp_path):
 def test_non_finite_settings_are_refused_before_anything_is_written(tmp_path, flag, message):
     assert_clean_error(run("train", "--workdir", str(tmp_path / "w"), flag), message)
     assert not os.path.exists(tmp_path / "w")
+
+
+def lock_of(pid, host=None):
+    import socket
+    return json.dumps({"pid": pid, "host": host or socket.gethostname(),
+                       "started": "2026-12-01 00:00:00"})
+
+
+def test_a_second_run_on_a_workdir_is_refused(runs, tmp_path):
+    workdir = tmp_path / "run"
+    shutil.copytree(runs / "stopped", workdir)
+    holder = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        (workdir / "run.lock").write_text(lock_of(holder.pid))
+        before = tree_digest(workdir)
+        assert_clean_error(run("train", "--workdir", str(workdir), *FLAGS),
+                           f"is in use by another run (pid {holder.pid} on ")
+        assert tree_digest(workdir) == before
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+def test_the_lock_of_a_dead_run_is_taken_over(runs, tmp_path, capsys):
+    workdir = tmp_path / "run"
+    shutil.copytree(runs / "stopped", workdir)
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    (workdir / "run.lock").write_text(lock_of(gone.pid))
+    assert train_and_evaluate(short_config(), str(workdir))["step"] == 30
+    assert f"taking over the lock of pid {gone.pid}" in capsys.readouterr().err
+    assert not (workdir / "run.lock").exists()
+
+
+def test_two_runs_started_together_never_mix(tmp_path):
+    """The second of two runs on one workdir is refused while the first trains; killed
+    with -9, the first leaves a stale lock the next run takes over."""
+    workdir = str(tmp_path / "run")
+    env = {**os.environ, "PYTHONPATH": ROOT}
+    env.pop("XLA_FLAGS", None)
+    first = subprocess.Popen([sys.executable, "-m", "train", "--workdir", workdir, *FLAGS,
+                              "--config.steps=100000", "--config.checkpoint_every=1000"],
+                             cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 120
+        while not os.path.exists(os.path.join(workdir, "run.lock")):
+            assert time.monotonic() < deadline and first.poll() is None, first.stderr.read()
+            time.sleep(0.2)
+        assert_clean_error(run("train", "--workdir", workdir, *FLAGS),
+                           f"is in use by another run (pid {first.pid} on ")
+    finally:
+        first.kill()
+        first.wait()
+    result = run("train", "--workdir", workdir, *FLAGS, "--config.steps=100000",
+                 "--config.checkpoint_every=1000", "--config.allow_schedule_change=true",
+                 "--config.steps=10")
+    assert result.returncode == 0 and "taking over the lock" in result.stderr, result.stderr

@@ -26,6 +26,7 @@ from train.checkpoint import (
 )
 from train.data import DATA_IDENTITY, load_task_data, write_atomically
 from train.errors import UserError
+from train.lock import workdir_lock
 from train.metrics import TrainLogger
 
 
@@ -104,6 +105,12 @@ def train_and_evaluate(config, workdir: str) -> dict:
     """Trains (or resumes) the run `config` describes in `workdir`; returns its summary."""
     spec = run_spec(config)
     check_workdir_writable(workdir)
+    with workdir_lock(workdir):
+        return train_locked(config, spec, workdir)
+
+
+def train_locked(config, spec, workdir: str) -> dict:
+    """train_and_evaluate's body, run while this process holds the workdir's lock."""
     ckpt = Checkpointer(workdir, spec.keep_checkpoints)
     try:
         start, saved = saved_run(ckpt)
