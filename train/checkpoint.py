@@ -7,13 +7,14 @@ to the newest older one that restores.
 """
 from __future__ import annotations
 
-import contextlib
+import logging
 import os
 import re
 import shutil
 import sys
 import tempfile
 import time
+import warnings
 from typing import Any
 
 import orbax.checkpoint as ocp
@@ -74,30 +75,46 @@ def wait_until_quiet(capture) -> None:
         time.sleep(0.05)
 
 
-@contextlib.contextmanager
-def stray_reports_dropped():
-    """A restore that fails leaves tensorstore reads in flight, whose threads then report
-    'Event loop is closed' tracebacks straight to stderr. While a restore runs, stderr goes
-    to a file: replayed when it succeeds, dropped (after the stray reports have landed)
-    when it fails, since the failure is reported in one sentence instead."""
+class ToldFailures(logging.Filter):
+    """Drops asyncio's 'exception was never retrieved' reports of reads in a checkpoint
+    folder whose failure was already told in one sentence. They come when the read's task
+    is collected, which may be long after the restore (at exit, say)."""
+
+    def __init__(self, step_dir: str):
+        super().__init__()
+        self.step_dir = step_dir
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return self.step_dir not in record.getMessage()
+
+
+def read_quietly(read, step: int, step_dir: str):
+    """`read()`, with stderr kept off the terminal while it runs. A restore that fails
+    leaves tensorstore reads in flight, whose threads report 'Event loop is closed' and
+    whose tasks report their errors to asyncio's logger, and leaves coroutines that are
+    never awaited: the failure is told as DamagedCheckpoint instead, so those reports are
+    waited for and dropped. On success whatever was written is replayed."""
     sys.stderr.flush()
     saved = os.dup(2)
+    failure = None
     with tempfile.TemporaryFile() as capture:
         os.dup2(capture.fileno(), 2)
-        failed = False
         try:
-            yield
-        except Exception:
-            failed = True
+            try:
+                return read()
+            except Exception as err:  # tensorstore and orbax raise many types for damaged files
+                failure = damage(err, step_dir)
+            logging.getLogger("asyncio").addFilter(ToldFailures(step_dir))
+            warnings.filterwarnings("ignore", r"coroutine '.*' was never awaited", RuntimeWarning)
             wait_until_quiet(capture)
-            raise
         finally:
             sys.stderr.flush()
             os.dup2(saved, 2)
             os.close(saved)
-            if not failed:
+            if failure is None:
                 capture.seek(0)
                 sys.stderr.write(capture.read().decode("utf-8", errors="replace"))
+    raise DamagedCheckpoint(step, failure)
 
 
 class Checkpointer:
@@ -116,22 +133,18 @@ class Checkpointer:
         return sorted(self.manager.all_steps(), reverse=True)
 
     def read_meta(self, step: int) -> dict[str, Any]:
-        try:
-            with stray_reports_dropped():
-                restored = self.manager.restore(
-                    step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))
-            return dict(restored["meta"])
-        except Exception as err:  # orbax raises many types for a damaged or foreign folder
-            raise DamagedCheckpoint(step, damage(err, os.path.join(self.path, str(step)))) from None
+        restored = read_quietly(lambda: self.manager.restore(
+            step, args=ocp.args.Composite(meta=ocp.args.JsonRestore())), step, self.step_dir(step))
+        return dict(restored["meta"])
 
     def restore(self, step: int, abstract_state):
-        try:
-            with stray_reports_dropped():
-                restored = self.manager.restore(
-                    step, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract_state)))
-        except Exception as err:  # tensorstore and orbax raise many types for damaged files
-            raise DamagedCheckpoint(step, damage(err, os.path.join(self.path, str(step)))) from None
+        restored = read_quietly(lambda: self.manager.restore(
+            step, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract_state))),
+            step, self.step_dir(step))
         return restored["state"]
+
+    def step_dir(self, step: int) -> str:
+        return os.path.join(self.path, str(step))
 
     def newest(self, read, below: int | None = None, warn=None):
         """(step, read(step)) of the newest checkpoint (at or below `below`) that reads; each
