@@ -4,6 +4,7 @@ import hashlib
 import os
 import subprocess
 import sys
+import time
 
 from configs.lm_standard import get_config
 
@@ -12,11 +13,29 @@ QUICK = ["--config.steps=4", "--config.warmup_steps=1", "--config.log_every=2",
          "--config.eval_every=4", "--config.checkpoint_every=2", "--config.num_devices=1"]
 
 
-def run(module, *args, stdin="", cwd=ROOT):
+def user_env():
     env = {**os.environ, "PYTHONPATH": ROOT}
     env.pop("XLA_FLAGS", None)  # as a user's shell: one device
+    return env
+
+
+def run(module, *args, stdin="", cwd=ROOT):
     return subprocess.run([sys.executable, "-m", module, *args], input=stdin, capture_output=True,
-                          text=True, cwd=cwd, env=env, timeout=300)
+                          text=True, cwd=cwd, env=user_env(), timeout=300)
+
+
+def start(module, *args):
+    """`python -m module args` in the background, as a user's shell starts it."""
+    return subprocess.Popen([sys.executable, "-m", module, *args], cwd=ROOT, env=user_env(),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def wait_until(ready, process, timeout=120):
+    """Polls `ready()` until true; fails if `process` ends first or time runs out."""
+    deadline = time.monotonic() + timeout
+    while not ready():
+        assert time.monotonic() < deadline and process.poll() is None, process.stderr.read()
+        time.sleep(0.02)
 
 
 def assert_clean_error(result, message):

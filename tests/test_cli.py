@@ -6,6 +6,8 @@ import re
 import pytest
 
 from lowrank_jax import ATTENTIONS
+from train.cli import load_config_file
+from train.errors import UserError
 
 from helpers import QUICK, assert_clean_error, run, tree_digest
 
@@ -95,11 +97,58 @@ def test_plot_draws_the_curves_of_a_run(trained, tmp_path):
     (["--config.model.attention_kwargs.rnak=2"],
      "attention_kwargs for 'deep_qkv' got unknown key 'rnak'; allowed keys are rank, strict, temp."),
     (["--frobnicate"], "unknown argument '--frobnicate'; see --help."),
+    (["--config.seed=99999999999999999999"],
+     "seed=99999999999999999999 is not allowed; it must be an integer from 0 to 4294967295."),
+    # Refused once the run had begun to write (checkpoints/, the task's data): undone.
+    (["--config.num_devices=64"], "num_devices=64 is not allowed; this machine has 1."),
+    (["--config.model.max_len=3"],
+     "model.max_len=3 is not allowed for task 'abc_sort'; it must be at least 6."),
+    (["--config.batch_size=1000000000"], "the run does not fit in device memory ("),
 ])
 def test_bad_arguments(args, message, tmp_path):
     result = run("train", "--workdir", str(tmp_path / "w"), *args)
     assert_clean_error(result, message)
     assert not os.path.exists(tmp_path / "w")
+
+
+def test_a_text_run_refused_late_leaves_its_fresh_workdir_as_it_found_it(tmp_path):
+    """Out of memory once the tokenizer, the token cache and checkpoints/ were written:
+    all removed again; a workdir that held a file keeps it."""
+    corpus = tmp_path / "input.txt"
+    corpus.write_text("to be or not to be, that is the question\n" * 200)
+    flags = ["--config=lm_standard:local", f"--config.data.path={corpus}",
+             "--config.batch_size=1000000000"]
+    assert_clean_error(run("train", "--workdir", str(tmp_path / "w"), *flags),
+                       "lower batch_size=1000000000, model.max_len=128, model.d_model=128 or "
+                       "model.n_layers=2, or set model.remat=block.")
+    assert not os.path.exists(tmp_path / "w")
+    used = tmp_path / "used"
+    used.mkdir()
+    (used / "notes.txt").write_text("mine")
+    assert_clean_error(run("train", "--workdir", str(used), *flags), "does not fit in device memory")
+    assert (used / "notes.txt").read_text() == "mine"
+
+
+@pytest.mark.parametrize("text,message", [
+    ("def get_config(:\n    pass\n", "line 1: invalid syntax."),
+    ("import os\n\ndef get_config():\n    return os.nope\n",
+     "line 4 raised AttributeError: module 'os' has no attribute 'nope'."),
+    ("import no_such_module\n", "line 1 raised ModuleNotFoundError: No module named 'no_such_module'."),
+    ("def get_config():\n    return {'steps': 5}\n",
+     ": get_config() returned a dict, not an ml_collections.ConfigDict; build it with "
+     "configs/base.py's make_config or make_lm_config."),
+    ("import ml_collections\n\ndef get_config():\n    return ml_collections.ConfigDict({'steps': 5})\n",
+     ": the config has no field batch_size, checkpoint_every, "),
+])
+def test_a_broken_config_file_is_named_with_its_line(text, message, tmp_path):
+    path = tmp_path / "mine.py"
+    path.write_text(text)
+    with pytest.raises(UserError) as refused:
+        load_config_file(str(path))
+    assert str(refused.value).startswith(f"--config {str(path)!r}") and message in str(refused.value)
+    if "syntax" in message:  # and as the command line tells it
+        assert_clean_error(run("train", "--config", str(path), "--workdir", str(tmp_path / "w")),
+                           message)
 
 
 def test_attention_option_the_config_file_does_not_list(tmp_path):

@@ -7,7 +7,6 @@ import os
 import shutil
 import subprocess
 import sys
-import time
 
 import jax
 import numpy as np
@@ -21,7 +20,7 @@ from train.loop import train_and_evaluate
 from train.metrics import read_metrics
 from train.pretrained import load_latest
 
-from helpers import ROOT, assert_clean_error, run, tree_digest
+from helpers import assert_clean_error, run, start, tree_digest, wait_until
 
 
 SCHEDULE = dict(steps=30, warmup_steps=2, log_every=5, eval_every=10, checkpoint_every=10,
@@ -220,16 +219,10 @@ def test_two_runs_started_together_never_mix(tmp_path):
     """The second of two runs on one workdir is refused while the first trains; killed
     with -9, the first leaves a stale lock the next run takes over."""
     workdir = str(tmp_path / "run")
-    env = {**os.environ, "PYTHONPATH": ROOT}
-    env.pop("XLA_FLAGS", None)
-    first = subprocess.Popen([sys.executable, "-m", "train", "--workdir", workdir, *FLAGS,
-                              "--config.steps=100000", "--config.checkpoint_every=1000"],
-                             cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    first = start("train", "--workdir", workdir, *FLAGS, "--config.steps=100000",
+                  "--config.checkpoint_every=1000")
     try:
-        deadline = time.monotonic() + 120
-        while not os.path.exists(os.path.join(workdir, "run.lock")):
-            assert time.monotonic() < deadline and first.poll() is None, first.stderr.read()
-            time.sleep(0.2)
+        wait_until(lambda: os.path.exists(os.path.join(workdir, "run.lock")), first)
         assert_clean_error(run("train", "--workdir", workdir, *FLAGS),
                            f"is in use by another run (pid {first.pid} on ")
     finally:

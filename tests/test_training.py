@@ -1,4 +1,5 @@
 """Training: the ABC sorter learns, resume is exact, 8 devices match 1, the optimizer is the seed's."""
+import itertools
 import os
 import shutil
 
@@ -14,7 +15,7 @@ from lowrank_jax.training.config import check_train_config, run_spec
 from lowrank_jax.training.optim import make_optimizer, make_schedule
 from lowrank_jax.training.state import abstract_state, create_state, make_mesh
 from lowrank_jax.training.step import make_train_fn, make_train_step, summarize
-from train.loop import chunk_lengths, train_and_evaluate
+from train.loop import chunk_lengths, distinct_chunk_lengths, train_and_evaluate
 from train.metrics import read_metrics
 from train.errors import UserError
 from train.pretrained import load_latest
@@ -135,7 +136,20 @@ def test_batches_are_a_pure_function_of_the_key():
 @pytest.mark.parametrize("start,steps,period,expected", [
     (0, 10, 5, [5, 5]), (0, 12, 5, [5, 5, 2]), (3, 12, 5, [2, 5, 2]), (12, 12, 5, [])])
 def test_calls_end_on_every_period_and_at_the_last_step(start, steps, period, expected):
-    assert chunk_lengths(start, steps, period) == expected
+    assert list(chunk_lengths(start, steps, period)) == expected
+    assert distinct_chunk_lengths(start, steps, period) == set(expected)
+
+
+def test_the_distinct_call_lengths_match_the_schedule():
+    rng = np.random.default_rng(0)
+    for start, steps, period in rng.integers(0, 60, size=(300, 3)) + [0, 0, 1]:
+        assert distinct_chunk_lengths(start, steps, period) == set(chunk_lengths(start, steps, period))
+
+
+def test_a_huge_number_of_steps_is_scheduled_lazily():
+    """steps=10**12 once built a list of every call length and hung, growing past 4.7 GB."""
+    assert distinct_chunk_lengths(7, 10**12, 5) == {3, 5}
+    assert list(itertools.islice(chunk_lengths(7, 10**12, 5), 3)) == [3, 5, 5]
 
 
 def test_a_resumed_run_keeps_its_schedule_unless_allowed(tmp_path, capsys):

@@ -23,8 +23,13 @@ def main(argv: list[str]) -> None:
             return
         workdir = flags.workdir or os.path.join("runs", flags.config_name)
         from train.loop import train_and_evaluate  # after load_config set up XLA
+        from train.preemption import Preempted
         try:
             summary = train_and_evaluate(config, workdir)
+        except Preempted as stop:
+            print(f"{PROGRAM}: {stop}; the checkpoint there is saved in {workdir}, and the same "
+                  "command resumes from it.", file=sys.stderr)
+            sys.exit(stop.exit_code)
         except KeyboardInterrupt:
             print(f"\n{PROGRAM}: interrupted; the checkpoints in {workdir} are intact.", file=sys.stderr)
             sys.exit(130)

@@ -9,17 +9,21 @@ from __future__ import annotations
 
 import argparse
 import ast
+import contextlib
 import difflib
 import importlib.util
 import inspect
 import math
 import os
+import traceback
 from types import SimpleNamespace
 
 import ml_collections
 from absl import logging
 
 import configs
+from configs.base import make_config
+from lowrank_jax.training.config import SWITCHES
 from train.errors import UserError
 
 CONFIG_FOLDER = os.path.dirname(configs.__file__)
@@ -27,6 +31,9 @@ DEFAULT_CONFIG = os.path.join(CONFIG_FOLDER, "abc_sort.py")
 OVERRIDE_PREFIX = "--config."
 TRUE, FALSE = ("true", "1", "yes"), ("false", "0", "no")
 OPEN_FIELD = ["model", "attention_kwargs"]  # takes keys a config file did not list
+# Every config has these; the switches and cpu_single_thread may be left out (false).
+BASE_FIELDS = [name for name in make_config("abc_sort", {})
+               if name not in (*SWITCHES, "cpu_single_thread")]
 
 
 class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
@@ -149,15 +156,45 @@ def load_config_file(spec: str) -> ml_collections.ConfigDict:
     path = config_path(path)
     module_spec = importlib.util.spec_from_file_location("experiment_config", path)
     module = importlib.util.module_from_spec(module_spec)
-    module_spec.loader.exec_module(module)
+    with config_file_errors(spec, path):
+        module_spec.loader.exec_module(module)
     if not hasattr(module, "get_config"):
         raise UserError(f"--config {path!r} has no get_config() function.")
     if arg and not inspect.signature(module.get_config).parameters:
         raise UserError(f"--config {spec!r}: get_config() of {path!r} takes no argument.")
+    with config_file_errors(spec, path):
+        config = module.get_config(arg) if arg else module.get_config()
+    check_complete(config, path)
+    return config
+
+
+@contextlib.contextmanager
+def config_file_errors(spec: str, path: str):
+    """Any error raised running a config file, as one sentence naming its file and line;
+    a ValueError is the config's own refusal of its argument, told as it is."""
     try:
-        return module.get_config(arg) if arg else module.get_config()
-    except ValueError as err:  # a config file's own refusal of its argument
+        yield
+    except SyntaxError as err:
+        raise UserError(f"--config {path!r} line {err.lineno}: {err.msg}.") from None
+    except ValueError as err:
         raise UserError(f"--config {spec!r}: {err}") from None
+    except Exception as err:
+        lines = [frame.lineno for frame in traceback.extract_tb(err.__traceback__)
+                 if os.path.abspath(frame.filename) == os.path.abspath(path)]
+        where = f" line {lines[-1]}" if lines else ""
+        raise UserError(f"--config {path!r}{where} raised {type(err).__name__}: {err}.") from None
+
+
+def check_complete(config, path: str) -> None:
+    """A config file's get_config() must return a whole ConfigDict (configs/base.py makes one)."""
+    if not isinstance(config, ml_collections.ConfigDict):
+        raise UserError(f"--config {path!r}: get_config() returned a {type(config).__name__}, "
+                        "not an ml_collections.ConfigDict; build it with configs/base.py's "
+                        "make_config or make_lm_config.")
+    missing = [name for name in BASE_FIELDS if name not in config]
+    if missing:
+        raise UserError(f"--config {path!r}: the config has no field {', '.join(missing)}; "
+                        "build it with configs/base.py's make_config or make_lm_config.")
 
 
 def parse_value(field: str, text: str, current):

@@ -1,9 +1,14 @@
 """train_and_evaluate(config, workdir): the whole training run, resumable from the workdir."""
 from __future__ import annotations
 
+import contextlib
+import itertools
 import math
 import os
+import re
 import time
+
+from collections.abc import Iterator
 
 import jax
 
@@ -20,27 +25,37 @@ from lowrank_jax.training.step import FIRST_NONFINITE, NO_STEP, make_train_fn, m
 from train.checkpoint import (
     Checkpointer,
     check_vocab,
-    check_workdir_writable,
     explain_mismatch,
     param_shapes,
 )
 from train.data import DATA_IDENTITY, load_task_data, write_atomically
 from train.errors import UserError
-from train.lock import workdir_lock
+from train.fresh_workdir import held_and_undone_if_refused
+from train.preemption import Preempted, StopSignals
 from train.metrics import TrainLogger
 
 
 CONFIG_FILE = "config.json"  # the run's resolved config, rewritten at every start
+LOG_WINDOW = "log_window"    # in a checkpoint's record: the metric sums since the last log step
 
 
-def chunk_lengths(start: int, steps: int, period: int) -> list[int]:
-    """Steps per jitted call: calls end on every multiple of `period` and at `steps`."""
-    lengths, step = [], start
+def chunk_lengths(start: int, steps: int, period: int) -> Iterator[int]:
+    """Steps per jitted call, one at a time (steps may be huge): calls end on every
+    multiple of `period` and at `steps`."""
+    step = start
     while step < steps:
         end = min((step // period + 1) * period, steps)
-        lengths.append(end - step)
+        yield end - step
         step = end
-    return lengths
+
+
+def distinct_chunk_lengths(start: int, steps: int, period: int) -> set[int]:
+    """The lengths chunk_lengths yields, without walking it: the first call's, a whole
+    period's and the last call's (which starts at the last multiple of `period`)."""
+    if start >= steps:
+        return set()
+    last_start = max(start, (steps - 1) // period * period)
+    return set(itertools.islice(chunk_lengths(start, steps, period), 2)) | {steps - last_start}
 
 
 def saved_run(ckpt: Checkpointer) -> tuple[int, dict] | tuple[None, None]:
@@ -104,13 +119,31 @@ def eval_record(step: int, task, sums: dict) -> dict:
 def train_and_evaluate(config, workdir: str) -> dict:
     """Trains (or resumes) the run `config` describes in `workdir`; returns its summary."""
     spec = run_spec(config)
-    check_workdir_writable(workdir)
-    with workdir_lock(workdir):
+    with held_and_undone_if_refused(workdir), out_of_memory_told(spec):
         return train_locked(config, spec, workdir)
+
+
+@contextlib.contextmanager
+def out_of_memory_told(spec):
+    """Device memory running out (XLA's RESOURCE_EXHAUSTED), as one sentence naming the
+    settings that size the run."""
+    try:
+        yield
+    except jax.errors.JaxRuntimeError as err:
+        if not re.search(r"RESOURCE_EXHAUSTED|Out of memory", str(err)):
+            raise
+        needed = re.search(r"allocat\w* (\d+) bytes", str(err))
+        amount = f" ({int(needed[1]) / 2**30:,.1f} GiB at once)" if needed else ""
+        raise UserError(
+            f"the run does not fit in device memory{amount}; lower batch_size="
+            f"{spec.batch_size}, model.max_len={spec.model.max_len}, model.d_model="
+            f"{spec.model.d_model} or model.n_layers={spec.model.n_layers}, or set "
+            "model.remat=block.") from None
 
 
 def train_locked(config, spec, workdir: str) -> dict:
     """train_and_evaluate's body, run while this process holds the workdir's lock."""
+    mesh = make_mesh(check_devices(spec, jax.local_device_count()))
     ckpt = Checkpointer(workdir, spec.keep_checkpoints)
     try:
         start, saved = saved_run(ckpt)
@@ -118,7 +151,6 @@ def train_locked(config, spec, workdir: str) -> dict:
             check_same_inputs(saved, spec)
         _, data = load_task_data(spec, workdir, resuming=saved is not None)
         model_cfg, task = check_train_config(spec, data)
-        mesh = make_mesh(check_devices(spec, jax.local_device_count()))
         train_model, eval_model = GPT(model_cfg.replace(deterministic=False)), GPT(model_cfg)
         optimizer = make_optimizer(spec.optimizer)
         abstract = abstract_state(train_model, optimizer, spec.seed, task.seq_len, mesh)
@@ -140,21 +172,24 @@ def train_locked(config, spec, workdir: str) -> dict:
         elif start:
             print(f"resuming from the checkpoint at step {start}")
         task_data = jax.device_put(task.data, replicated(mesh))
-        lengths = chunk_lengths(start, spec.steps,
-                                math.gcd(spec.log_every, spec.eval_every, spec.checkpoint_every))
+        period = math.gcd(spec.log_every, spec.eval_every, spec.checkpoint_every)
         train_step = make_train_step(train_model, optimizer, task.make_batch, spec.batch_size, mesh)
         t0 = time.perf_counter()
         calls = {n: make_train_fn(train_step, abstract, mesh, n).lower(abstract, task_data).compile()
-                 for n in sorted(set(lengths))}
+                 for n in sorted(distinct_chunk_lengths(start, spec.steps, period))}
         compile_seconds = time.perf_counter() - t0
         logger = TrainLogger(workdir, start, spec.steps, make_schedule(spec.optimizer),
                              spec.batch_size * (task.seq_len - 1))
+        if start:  # a run stopped by a signal between log steps left its open window
+            logger.resume_window(ckpt.read_meta(start).get(LOG_WINDOW))
         evaluate = make_eval_fn(eval_model, task)
         t0 = time.perf_counter()
-        state, last_eval = run_calls(
-            spec, state, start, lengths, lambda n, s: calls[n](s, task_data), logger,
-            lambda step, params: eval_record(step, task, evaluate(params, task_data)),
-            lambda step, s: ckpt.save(step, s, meta))
+        with StopSignals() as stop:
+            state, last_eval = run_calls(
+                spec, state, start, chunk_lengths(start, spec.steps, period),
+                lambda n, s: calls[n](s, task_data), logger,
+                lambda step, params: eval_record(step, task, evaluate(params, task_data)),
+                lambda step, s, extra: ckpt.save(step, s, {**meta, **extra}), stop)
         train_seconds = time.perf_counter() - t0
     finally:
         ckpt.close()
@@ -192,9 +227,10 @@ class FiniteGuard:
         self.last_saved = step
 
 
-def run_calls(spec, state, step, lengths, run, logger, evaluate, save):
+def run_calls(spec, state, step, lengths, run, logger, evaluate, save, stop):
     """Runs `run(n, state)` over the call lengths, logging, evaluating and saving on
-    schedule; returns (final state, last eval record)."""
+    schedule; returns (final state, last eval record). `save(step, state, extra)`; once
+    `stop.requested` (a signal), the current step is saved and Preempted raised."""
     last_eval, guard = None, FiniteGuard(spec, step or None)
     try:
         for n in lengths:
@@ -212,10 +248,14 @@ def run_calls(spec, state, step, lengths, run, logger, evaluate, save):
                 logger.flush()
                 last_eval = evaluate(step, state.params)
                 logger.write_eval(last_eval)
-            if step % spec.checkpoint_every == 0 or done:
+            due = step % spec.checkpoint_every == 0 or done
+            if due or stop.requested:
                 guard.check()
-                save(step, state)
+                # The open log window rides along, so a resumed run logs what an unbroken one does.
+                save(step, state, {LOG_WINDOW: logger.open_window()})
                 guard.saved(step)
+            if stop.requested and not done:
+                raise Preempted(step, stop.requested)
     finally:
         logger.close()
     jax.block_until_ready(state)

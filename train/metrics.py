@@ -16,6 +16,7 @@ from tensorboardX import SummaryWriter
 from tqdm import tqdm
 
 from lowrank_jax.training.step import FIRST_NONFINITE, summarize
+from train.data import write_atomically
 
 METRICS_FILE = "metrics.jsonl"
 TENSORBOARD_DIR = "tensorboard"
@@ -33,9 +34,9 @@ class MetricsLog:
         resumed run will redo; dropping them keeps exactly one record per step."""
         if not os.path.exists(self.path):
             return
-        kept = [json.dumps(r) + "\n" for r in records(self.path) if r["step"] <= step]
-        with open(self.path, "w") as f:
-            f.writelines(kept)
+        # Atomically: a kill while this runs must not lose the records that stay.
+        write_atomically(self.path, "".join(json.dumps(r) + "\n" for r in records(self.path)
+                                            if r["step"] <= step))
 
     def write(self, record: dict) -> None:
         with open(self.path, "a") as f:
@@ -114,6 +115,20 @@ class TrainLogger:
     def add(self, sums, steps: int) -> None:
         self.window.append(sums)
         self.bar.update(steps)
+
+    def open_window(self) -> dict | None:
+        """The sums of the steps since the last log step, as plain numbers (a checkpoint's
+        record carries them, so a resumed run logs the windows an unbroken run logs)."""
+        if not self.window:
+            return None
+        window = [{k: v for k, v in sums.items() if k != FIRST_NONFINITE}
+                  for sums in jax.device_get(self.window)]
+        totals = jax.tree.map(lambda *xs: np.sum(xs, axis=0), *window)
+        return {k: float(v) for k, v in totals.items()}
+
+    def resume_window(self, sums: dict | None) -> None:
+        if sums:
+            self.window = [{k: np.float32(v) for k, v in sums.items()}]
 
     def close_window(self, step: int) -> None:
         self.pending, self.window = (step, self.window), []

@@ -121,7 +121,9 @@ def check_training_fields(config) -> None:
         value = config[field]
         require(is_int(value) and value >= 1,
                 f"{field}={value!r} is not allowed; it must be a positive integer.")
-    for field in ("seed", "warmup_steps", "num_devices"):
+    require(is_int(config.seed) and 0 <= config.seed < 2**32,
+            f"seed={config.seed!r} is not allowed; it must be an integer from 0 to {2**32 - 1}.")
+    for field in ("warmup_steps", "num_devices"):
         require(is_int(config[field]) and config[field] >= 0,
                 f"{field}={config[field]!r} is not allowed; it must be an integer >= 0.")
     require(config.warmup_steps < config.steps,

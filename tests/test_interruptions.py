@@ -1,0 +1,118 @@
+"""Stops a run meets: SIGTERM (a scheduler's preemption) and SIGINT save the step they
+arrive at and the run resumes there as if never stopped; kill -9 at random moments, during
+saves too, loses only the steps since the last checkpoint, and the finished run equals an
+unbroken one."""
+import os
+import random
+import signal
+import time
+
+import jax
+import numpy as np
+import pytest
+
+from train.metrics import read_metrics
+from train.pretrained import load_latest
+
+from helpers import run, start, wait_until
+
+
+# Calls of 50 steps (the gcd of the periods): a stop between log steps and checkpoints.
+SCHEDULE = dict(steps=1000, warmup_steps=20, log_every=100, eval_every=500,
+                checkpoint_every=250, keep_checkpoints=3, num_devices=1)
+FLAGS = [f"--config.{k}={v}" for k, v in SCHEDULE.items()]
+KILLS = 10
+
+
+def train(workdir, *extra):
+    result = run("train", "--workdir", str(workdir), *FLAGS, *extra)
+    assert result.returncode == 0, result.stderr
+    return result
+
+
+def logged(workdir):
+    """Every metrics record, less the timings, which differ from run to run."""
+    return [{k: v for k, v in r.items() if "second" not in k} for r in read_metrics(workdir)]
+
+
+def assert_same_run(workdir, unbroken):
+    jax.tree.map(np.testing.assert_array_equal, load_latest(str(workdir)).params,
+                 load_latest(str(unbroken)).params)
+    assert logged(workdir) == logged(unbroken)
+
+
+def read_until_logged(process, step):
+    """Reads the run's log lines until one reports a step >= `step`."""
+    for line in process.stdout:
+        if line.startswith("step ") and int(line.split()[1].split("/")[0]) >= step:
+            return
+    pytest.fail(f"the run ended before logging step {step}: {process.stderr.read()}")
+
+
+def saving_since(workdir, started):
+    """Whether Orbax is writing a checkpoint (a temporary folder touched after `started`)."""
+    checkpoints = os.path.join(workdir, "checkpoints")
+
+    def saving():
+        try:
+            names = os.listdir(checkpoints)
+            return any(n.endswith("orbax-checkpoint-tmp")
+                       and os.stat(os.path.join(checkpoints, n)).st_mtime > started for n in names)
+        except FileNotFoundError:  # not made yet, or renamed as we looked
+            return False
+    return saving
+
+
+def saved_steps(workdir):
+    return sorted(int(n) for n in os.listdir(os.path.join(workdir, "checkpoints")) if n.isdigit())
+
+
+@pytest.fixture(scope="module")
+def unbroken(tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("unbroken") / "run"
+    train(workdir)
+    return workdir
+
+
+@pytest.mark.parametrize("signum, exit_code", [(signal.SIGTERM, 0), (signal.SIGINT, 130)])
+def test_a_signal_saves_the_step_it_arrives_at_and_the_run_resumes_there(
+        unbroken, tmp_path, signum, exit_code):
+    workdir = tmp_path / "run"
+    process = start("train", "--workdir", str(workdir), *FLAGS)
+    read_until_logged(process, 100)
+    process.send_signal(signum)
+    _, err = process.communicate(timeout=120)
+    assert process.returncode == exit_code, err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and f"stopped by {signal.Signals(signum).name} at step " in lines[0], err
+    stopped_at = int(lines[0].split(" at step ")[1].split(";")[0])
+    assert stopped_at % 50 == 0 and stopped_at > 100
+    assert saved_steps(workdir)[-1] == stopped_at  # the step itself, not the last scheduled one
+    resumed = train(workdir)
+    assert f"resuming from the checkpoint at step {stopped_at}" in resumed.stdout
+    assert_same_run(workdir, unbroken)
+
+
+def test_kill_9_at_random_moments_and_during_saves_loses_nothing_saved(unbroken, tmp_path):
+    """Half the kills land while Orbax writes a checkpoint, half at a random moment of
+    training (never so late that the run could finish first); each restart takes over the
+    dead run's lock and resumes from its newest whole checkpoint."""
+    workdir = tmp_path / "run"
+    moments = random.Random(0)
+    saves_cut = 0
+    for kill in range(KILLS):
+        resume = saved_steps(workdir)[-1] if kill else 0
+        started = time.time()
+        process = start("train", "--workdir", str(workdir), *FLAGS)
+        if kill % 2:
+            wait_until(saving_since(workdir, started), process)
+        else:
+            read_until_logged(process, moments.randint(resume + 1, 800))
+            time.sleep(moments.uniform(0, 0.1))
+        process.kill()
+        process.wait()
+        saves_cut += saving_since(workdir, started)()
+    assert saves_cut >= KILLS // 2
+    resumed = train(workdir)
+    assert "taking over the lock" in resumed.stderr
+    assert_same_run(workdir, unbroken)
