@@ -17,7 +17,10 @@ def make_config(task: str, model: dict, **training) -> ml_collections.ConfigDict
         task=task, seed=0, steps=1000, batch_size=32, lr=3e-4, warmup_steps=100,
         end_lr_ratio=0.1, weight_decay=0.01, weight_decay_on="matrices", grad_clip=1.0,
         log_every=100, eval_every=1000, checkpoint_every=1000, keep_checkpoints=3,
-        num_devices=0,  # 0: every local device
+        num_devices=0,  # 0: every device
+        # The device mesh: weights and optimizer state split along d_model over fsdp
+        # devices, the batch over all of them; data 0: num_devices // fsdp.
+        mesh=ml_collections.ConfigDict(dict(data=0, fsdp=1)),
         cpu_single_thread=False,
         # A resumed run must keep the schedule (steps, lr, warmup_steps, end_lr_ratio) of
         # its checkpoint unless this is true: changing it re-shapes the learning rate.

@@ -8,6 +8,7 @@ import jax.numpy as jnp
 from flax import linen as nn
 
 from lowrank_jax.attention.core import torch_linear_init
+from lowrank_jax.partitioning import logical
 
 if TYPE_CHECKING:
     from lowrank_jax.config import ModelConfig
@@ -25,8 +26,8 @@ def make_norm(cfg: "ModelConfig", name: str) -> nn.Module:
                            param_dtype=cfg.storage_dtype, name=name)
 
 
-def dense(cfg: "ModelConfig", features: int, name: str) -> nn.Module:
-    return nn.Dense(features, use_bias=cfg.use_bias, kernel_init=torch_linear_init,
+def dense(cfg: "ModelConfig", features: int, name: str, axes: tuple) -> nn.Module:
+    return nn.Dense(features, use_bias=cfg.use_bias, kernel_init=logical(torch_linear_init, *axes),
                     dtype=cfg.compute_dtype, param_dtype=cfg.storage_dtype, name=name)
 
 
@@ -40,20 +41,24 @@ class LowRankLinear(nn.Module):
     rank: int
     dtype: Any = jnp.float32
     param_dtype: Any = jnp.float32
+    axes: tuple = (None, None)   # the logical names of d_in and d_out
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
         # Each factor keeps PyTorch's fan-in scaling: U by d_in, V by r.
-        U = self.param("U", torch_linear_init, (x.shape[-1], self.rank), self.param_dtype)
-        V = self.param("V", v_init, (self.features, self.rank), self.param_dtype)
+        U = self.param("U", logical(torch_linear_init, self.axes[0], "rank"),
+                       (x.shape[-1], self.rank), self.param_dtype)
+        V = self.param("V", logical(v_init, self.axes[1], "rank"), (self.features, self.rank),
+                       self.param_dtype)
         x = x.astype(self.dtype)
         return (x @ U.astype(self.dtype)) @ V.T.astype(self.dtype)
 
 
-def ffn_layer(cfg: "ModelConfig", features: int, name: str) -> nn.Module:
+def ffn_layer(cfg: "ModelConfig", features: int, name: str, axes: tuple) -> nn.Module:
     if cfg.ffn == "lowrank":
-        return LowRankLinear(features, cfg.ffn_rank, cfg.compute_dtype, cfg.storage_dtype, name=name)
-    return dense(cfg, features, name)
+        return LowRankLinear(features, cfg.ffn_rank, cfg.compute_dtype, cfg.storage_dtype, axes,
+                             name=name)
+    return dense(cfg, features, name, axes)
 
 
 class FeedForward(nn.Module):
@@ -64,5 +69,6 @@ class FeedForward(nn.Module):
     @nn.compact
     def __call__(self, x_BLE: jax.Array) -> jax.Array:
         cfg = self.cfg
-        h_BLF = ACTIVATIONS[cfg.activation](ffn_layer(cfg, cfg.d_ff, "up")(x_BLE))
-        return ffn_layer(cfg, cfg.d_model, "down")(h_BLF)
+        up = ffn_layer(cfg, cfg.d_ff, "up", ("embed", "mlp"))
+        h_BLF = ACTIVATIONS[cfg.activation](up(x_BLE))
+        return ffn_layer(cfg, cfg.d_model, "down", ("mlp", "embed"))(h_BLF)

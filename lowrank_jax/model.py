@@ -10,12 +10,14 @@ import jax
 import jax.numpy as jnp
 from flax import linen as nn
 from flax import traverse_util
+from flax.linen.linear import default_kernel_init
 
 from lowrank_jax.attention import ATTENTIONS, cache, shared_module_names
 from lowrank_jax.attention.core import ATTENTION_WEIGHTS, at_least_float32
 from lowrank_jax.config import ModelConfig
 from lowrank_jax.validation import UserError
 from lowrank_jax.layers import FeedForward, make_norm
+from lowrank_jax.partitioning import logical
 
 
 class Block(nn.Module):
@@ -86,10 +88,12 @@ def encode(module: nn.Module, cfg: ModelConfig, tokens_BL, padding_mask_BL):
         chex.assert_shape(padding_mask_BL, tokens_BL.shape)
         padding_mask_BL = padding_mask_BL.astype(bool)
     embed_init = nn.initializers.normal(cfg.embed_init_std)
-    token_embed = nn.Embed(cfg.vocab_size, cfg.d_model, embedding_init=embed_init,
+    token_embed = nn.Embed(cfg.vocab_size, cfg.d_model,
+                           embedding_init=logical(embed_init, "vocab", "embed"),
                            dtype=cfg.compute_dtype, param_dtype=cfg.storage_dtype,
                            name="token_embed")
-    pos_embed_LE = module.param("pos_embed", embed_init, (cfg.max_len, cfg.d_model),
+    pos_embed_LE = module.param("pos_embed", logical(embed_init, "seq", "embed"),
+                                (cfg.max_len, cfg.d_model),
                                 cfg.storage_dtype)
     tokens_BLE, lengths_B = token_embed(tokens_BL), None
     if cfg.decoding:
@@ -126,6 +130,7 @@ class GPT(nn.Module):
             logits_BLV = token_embed.attend(x_BLE)
         else:
             logits_BLV = nn.Dense(cfg.vocab_size, use_bias=cfg.use_bias, dtype=cfg.compute_dtype,
+                                  kernel_init=logical(default_kernel_init, "embed", "vocab"),
                                   param_dtype=cfg.storage_dtype, name="lm_head")(x_BLE)
         chex.assert_shape(logits_BLV, (*tokens_BL.shape, cfg.vocab_size))
         return logits_BLV.astype(at_least_float32(cfg.compute_dtype))
@@ -146,6 +151,7 @@ class Classifier(nn.Module):
         weights_BL1 = real_BL[..., None].astype(x_BLE.dtype)
         pooled_BE = (x_BLE * weights_BL1).sum(1) / jnp.maximum(weights_BL1.sum(1), 1)
         logits_BC = nn.Dense(self.num_classes, dtype=cfg.compute_dtype,
+                             kernel_init=logical(default_kernel_init, "embed", "classes"),
                              param_dtype=cfg.storage_dtype, name="classifier")(pooled_BE)
         return logits_BC.astype(at_least_float32(cfg.compute_dtype))
 

@@ -68,18 +68,6 @@ def test_resumed_run_reproduces_the_uninterrupted_one(tmp_path):
     jax.tree.map(np.testing.assert_array_equal, load_latest(str(tmp_path)).params, full.params)
 
 
-def test_eight_devices_give_the_loss_of_one(tmp_path):
-    assert jax.local_device_count() == 8  # set by conftest
-    records = {}
-    for n in (1, 8):
-        train_and_evaluate(short_config(num_devices=n, steps=20), str(tmp_path / str(n)))
-        records[n] = train_records(tmp_path / str(n))
-    assert [r["step"] for r in records[8]] == [5, 10, 15, 20]
-    for one, eight in zip(records[1], records[8], strict=True):
-        for key in TRAIN_KEYS:
-            np.testing.assert_allclose(eight[key], one[key], rtol=1e-5)
-
-
 def test_every_run_writes_tensorboard_events(tmp_path):
     config = short_config(steps=10, log_every=5, eval_every=10, checkpoint_every=10)
     train_and_evaluate(config, str(tmp_path))

@@ -23,7 +23,7 @@ from absl import logging
 
 import configs
 from configs.base import make_config
-from lowrank_jax.training.config import SWITCHES
+from lowrank_jax.training.config import OPTIONAL_FIELDS
 from train.errors import UserError
 
 CONFIG_FOLDER = os.path.dirname(configs.__file__)
@@ -31,9 +31,7 @@ DEFAULT_CONFIG = os.path.join(CONFIG_FOLDER, "abc_sort.py")
 OVERRIDE_PREFIX = "--config."
 TRUE, FALSE = ("true", "1", "yes"), ("false", "0", "no")
 OPEN_FIELD = ["model", "attention_kwargs"]  # takes keys a config file did not list
-# Every config has these; the switches and cpu_single_thread may be left out (false).
-BASE_FIELDS = [name for name in make_config("abc_sort", {})
-               if name not in (*SWITCHES, "cpu_single_thread")]
+BASE_FIELDS = [name for name in make_config("abc_sort", {}) if name not in OPTIONAL_FIELDS]
 
 
 class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):

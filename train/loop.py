@@ -143,7 +143,7 @@ def out_of_memory_told(spec):
 
 def train_locked(config, spec, workdir: str) -> dict:
     """train_and_evaluate's body, run while this process holds the workdir's lock."""
-    mesh = make_mesh(check_devices(spec, jax.local_device_count()))
+    mesh = make_mesh(*check_devices(spec, jax.device_count()))
     ckpt = Checkpointer(workdir, spec.keep_checkpoints)
     try:
         start, saved = saved_run(ckpt)

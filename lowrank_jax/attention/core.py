@@ -11,6 +11,8 @@ import jax
 import jax.numpy as jnp
 from flax import linen as nn
 
+from lowrank_jax.partitioning import logical
+
 # PyTorch's nn.Linear default (kaiming_uniform with a=sqrt(5)): U(-1/sqrt(fan_in), 1/sqrt(fan_in)).
 # The seeds are PyTorch; their models train with this init, so ours start where theirs do.
 torch_linear_init = nn.initializers.variance_scaling(1 / 3, "fan_in", "uniform")
@@ -39,8 +41,8 @@ class HeadProjection(nn.Module):
     @nn.compact
     def __call__(self, x_BLE: jax.Array, fold_DR: jax.Array | None = None) -> jax.Array:
         cfg = self.cfg
-        kernel_EHD = self.param("kernel", head_kernel_init, (cfg.d_model, cfg.n_heads, cfg.d_head),
-                                cfg.storage_dtype)
+        kernel_EHD = self.param("kernel", logical(head_kernel_init, "embed", "heads", "head_dim"),
+                                (cfg.d_model, cfg.n_heads, cfg.d_head), cfg.storage_dtype)
         bias_HD = (self.param("bias", nn.initializers.zeros, (cfg.n_heads, cfg.d_head),
                               cfg.storage_dtype) if cfg.use_bias else None)
         if fold_DR is not None:
@@ -54,7 +56,8 @@ class HeadProjection(nn.Module):
 def output_projection(cfg, use_bias: bool, kernel_init=torch_linear_init) -> nn.Module:
     """Merged heads (B, L, H, D) -> (B, L, E)."""
     return nn.DenseGeneral(features=cfg.d_model, axis=(-2, -1), use_bias=use_bias,
-                           kernel_init=kernel_init, dtype=cfg.compute_dtype,
+                           kernel_init=logical(kernel_init, "heads", "head_dim", "embed"),
+                           dtype=cfg.compute_dtype,
                            param_dtype=cfg.storage_dtype, name="out")
 
 

@@ -18,6 +18,7 @@ from flax import linen as nn
 
 from lowrank_jax.attention import cache, core
 from lowrank_jax.attention.base import Attention
+from lowrank_jax.partitioning import logical
 from lowrank_jax.validation import is_int, is_number, require
 
 if TYPE_CHECKING:
@@ -56,10 +57,12 @@ class DeepQKVAttention(Attention):
     def head_weight(self, name: str) -> jax.Array:
         cfg, kw = self.cfg, self.cfg.attention_kwargs
         H, E, D, r = cfg.n_heads, cfg.d_model, cfg.d_head, kw["rank"]
-        A_HER = self.param(f"{name}_A", factor_init, (H, E, r), cfg.storage_dtype)
+        A_HER = self.param(f"{name}_A", logical(factor_init, "heads", "embed", "rank"), (H, E, r),
+                           cfg.storage_dtype)
         B_HRD = self.param(f"{name}_B", factor_init, (H, r, D), cfg.storage_dtype)
-        base_HED = None if kw["strict"] else self.param(f"{name}_base", base_init, (H, E, D),
-                                                        cfg.storage_dtype)
+        base_HED = None if kw["strict"] else self.param(
+            f"{name}_base", logical(base_init, "heads", "embed", "head_dim"), (H, E, D),
+            cfg.storage_dtype)
         return factorized_weight(A_HER, B_HRD, base_HED, kw["temp"]).astype(cfg.compute_dtype)
 
     @nn.compact

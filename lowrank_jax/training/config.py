@@ -16,6 +16,9 @@ POSITIVE_INTS = ("steps", "batch_size", "log_every", "eval_every", "checkpoint_e
                  "keep_checkpoints")
 TOKENIZERS = ("bytes", "bpe")
 SWITCHES = ("allow_schedule_change", "skip_nonfinite")   # optional, false when absent
+MESH_DEFAULTS = {"data": 0, "fsdp": 1}   # optional, and the least each may be (data 0: all)
+# Fields a config may leave out (a workdir's config.json from before they existed).
+OPTIONAL_FIELDS = (*SWITCHES, "mesh", "cpu_single_thread")
 RUN_FIELDS = ("seed", "steps", "batch_size", "log_every", "eval_every", "checkpoint_every",
               "keep_checkpoints", "num_devices")
 
@@ -63,6 +66,8 @@ class RunSpec:
     vocab_from_tokenizer: bool = False
     allow_schedule_change: bool = False
     skip_nonfinite: bool = False     # skip an update with a NaN/inf loss or gradient, not stop
+    mesh_data: int = 0               # devices on the data axis (0: num_devices // mesh_fsdp)
+    mesh_fsdp: int = 1               # devices each weight is split over along d_model
 
     def model_for(self, vocab_size: int | None) -> ModelConfig:
         """The model, with the tokenizer's vocabulary where the config left it to it."""
@@ -94,9 +99,15 @@ def run_spec(config) -> RunSpec:
     for name, value in switches.items():
         require(isinstance(value, bool), f"{name}={value!r} is not allowed; it must be true or "
                                          "false.")
+    mesh = {**MESH_DEFAULTS, **config.get("mesh", {})}
+    for name, value in mesh.items():
+        require(is_int(value) and value >= MESH_DEFAULTS[name],
+                f"mesh.{name}={value!r} is not allowed; mesh has data (an integer >= 0, 0: "
+                "every device fsdp leaves) and fsdp (an integer >= 1).")
     return RunSpec(task=config.task, model=model_cfg,
                    optimizer=OptimizerSpec(**fields_of(OptimizerSpec, config)), data=data,
                    vocab_from_tokenizer=pending, **switches,
+                   mesh_data=mesh["data"], mesh_fsdp=mesh["fsdp"],
                    **{name: config[name] for name in RUN_FIELDS})
 
 
@@ -167,12 +178,22 @@ def check_data_config(data) -> None:
             "integer.")
 
 
-def check_devices(spec: RunSpec, available: int) -> int:
-    """The number of devices the run uses; the global batch must split evenly over them."""
+def check_devices(spec: RunSpec, available: int) -> tuple[int, int]:
+    """The mesh (data, fsdp) the run uses: its devices multiply to num_devices, the global
+    batch splits evenly over them, and fsdp divides d_model (the axis weights split on)."""
     n = spec.num_devices or available
     require(n <= available, f"num_devices={n} is not allowed; this machine has {available}.")
+    fsdp = spec.mesh_fsdp
+    require(n % fsdp == 0, f"mesh.fsdp={fsdp} is not allowed on {n} devices; it must divide "
+                           "the device count.")
+    data = spec.mesh_data or n // fsdp
+    require(data * fsdp == n, f"mesh.data={data} is not allowed with mesh.fsdp={fsdp} on {n} "
+                              f"devices; data x fsdp must be {n} (or leave data 0).")
+    require(spec.model.d_model % fsdp == 0,
+            f"mesh.fsdp={fsdp} is not allowed with model.d_model={spec.model.d_model}; it must "
+            "divide d_model, along which the weights are split.")
     require(spec.batch_size % n == 0,
             f"batch_size={spec.batch_size} is not allowed on {n} devices; "
             "it must be a multiple of the device count.")
-    return n
+    return data, fsdp
 

@@ -69,7 +69,7 @@ def make_train_fn(train_step: Callable, abstract: TrainState, mesh, steps_per_ca
                                    length=steps_per_call)
         return state, {k: v.min(0) if k == FIRST_NONFINITE else v.sum(0) for k, v in sums.items()}
 
-    shardings = state_shardings(abstract, mesh)
+    shardings = state_shardings(abstract)
     return jax.jit(run, in_shardings=(shardings, replicated(mesh)),
                    out_shardings=(shardings, replicated(mesh)),
                    donate_argnums=0)
