@@ -6,7 +6,9 @@ import re
 import pytest
 
 from lowrank_jax import ATTENTIONS
+from configs.abc_sort import get_config
 from train.cli import load_config_file
+from train.loop import train_and_evaluate
 from train.errors import UserError
 
 from helpers import QUICK, assert_clean_error, run, tree_digest
@@ -122,10 +124,16 @@ def test_a_text_run_refused_late_leaves_its_fresh_workdir_as_it_found_it(tmp_pat
                        "lower batch_size=1000000000, model.max_len=128, model.d_model=128 or "
                        "model.n_layers=2, or set model.remat=block.")
     assert not os.path.exists(tmp_path / "w")
+
+
+def test_a_workdir_that_held_a_file_keeps_it_when_a_run_is_refused(tmp_path):
     used = tmp_path / "used"
     used.mkdir()
     (used / "notes.txt").write_text("mine")
-    assert_clean_error(run("train", "--workdir", str(used), *flags), "does not fit in device memory")
+    config = get_config()
+    config.model.max_len = 3  # refused once the run has begun to write
+    with pytest.raises(UserError, match="model.max_len=3 is not allowed"):
+        train_and_evaluate(config, str(used))
     assert (used / "notes.txt").read_text() == "mine"
 
 

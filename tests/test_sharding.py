@@ -2,6 +2,9 @@
 as one device does (float32), a checkpoint moves between meshes, and fsdp really splits
 the weights and the optimizer state."""
 import shutil
+import socket
+import subprocess
+import sys
 
 import jax
 import numpy as np
@@ -16,9 +19,11 @@ from train.errors import UserError
 from train.loop import train_and_evaluate
 from train.metrics import read_metrics
 
+from helpers import ROOT, user_env
+
 TRAIN_KEYS = ("loss", "accuracy", "grad_norm")
-MESHES = {"one device": (1, 1, 1), "data 8": (8, 8, 1), "fsdp 8": (8, 1, 8),
-          "data 2 x fsdp 4": (8, 2, 4), "fsdp 2": (2, 1, 2)}
+# (devices, data, fsdp); data-only meshes: test_training's one-and-eight-devices test.
+MESHES = {"one device": (1, 1, 1), "fsdp 2": (2, 1, 2), "data 2 x fsdp 4": (8, 2, 4)}
 
 
 def mesh_config(devices, data, fsdp, **changes):
@@ -103,3 +108,31 @@ def test_a_mesh_that_does_not_fit_is_refused(tmp_path, mesh, message):
     with pytest.raises(UserError, match=message.replace("(", r"\(").replace(")", r"\)")):
         train_and_evaluate(config, str(tmp_path / "w"))
     assert not (tmp_path / "w").exists()
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("localhost", 0))
+        return s.getsockname()[1]
+
+
+def test_two_processes_of_four_devices_train_as_one_device_does(trained, tmp_path):
+    """Several hosts, as two processes on this machine (train/distributed.py): one
+    command each, JAX_* variables apart; process 0 alone logs, both take part in saves."""
+    workdir, port = tmp_path / "run", free_port()
+    flags = [f"--config.{k}={v}" for k, v in dict(
+        steps=30, warmup_steps=5, log_every=5, eval_every=30, checkpoint_every=10,
+        keep_checkpoints=5, num_devices=8, **{"model.d_model": 8, "mesh.fsdp": 2}).items()]
+    processes = []
+    for index in range(2):
+        env = {**user_env(), "XLA_FLAGS": "--xla_force_host_platform_device_count=4",
+               "JAX_PLATFORMS": "cpu", "JAX_COORDINATOR_ADDRESS": f"localhost:{port}",
+               "JAX_NUM_PROCESSES": "2", "JAX_PROCESS_ID": str(index)}
+        processes.append(subprocess.Popen(
+            [sys.executable, "-m", "train", "--workdir", str(workdir), *flags], env=env, cwd=ROOT,
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+    outputs = [p.communicate(timeout=300) for p in processes]
+    for process, (_, err) in zip(processes, outputs):
+        assert process.returncode == 0, err
+    assert "done: step 30" in outputs[0][0] and not outputs[1][0]  # one log, the primary's
+    assert_same_curve(train_records(workdir), train_records(trained / "one device"))

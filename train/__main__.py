@@ -22,7 +22,9 @@ def main(argv: list[str]) -> None:
             print(dry_run(config))
             return
         workdir = flags.workdir or os.path.join("runs", flags.config_name)
-        from train.loop import train_and_evaluate  # after load_config set up XLA
+        from train.distributed import start_from_environment  # after load_config set up XLA
+        from train.loop import train_and_evaluate
+        start_from_environment()
         from train.preemption import Preempted
         try:
             summary = train_and_evaluate(config, workdir)

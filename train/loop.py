@@ -29,6 +29,7 @@ from train.checkpoint import (
     param_shapes,
 )
 from train.data import DATA_IDENTITY, load_task_data, write_atomically
+from train.distributed import is_primary
 from train.errors import UserError
 from train.fresh_workdir import held_and_undone_if_refused
 from train.preemption import Preempted, StopSignals
@@ -119,7 +120,9 @@ def eval_record(step: int, task, sums: dict) -> dict:
 def train_and_evaluate(config, workdir: str) -> dict:
     """Trains (or resumes) the run `config` describes in `workdir`; returns its summary."""
     spec = run_spec(config)
-    with held_and_undone_if_refused(workdir), out_of_memory_told(spec):
+    # Of several hosts' processes, the primary alone holds the lock (train/distributed.py).
+    held = held_and_undone_if_refused(workdir) if is_primary() else contextlib.nullcontext()
+    with held, out_of_memory_told(spec):
         return train_locked(config, spec, workdir)
 
 
@@ -164,7 +167,8 @@ def train_locked(config, spec, workdir: str) -> dict:
             check_same_schedule(saved, spec)
             start, state = ckpt.newest(lambda step: ckpt.restore(step, abstract), below=start)
             ckpt.set_aside_after(start)
-        write_atomically(os.path.join(workdir, CONFIG_FILE), config.to_json(indent=2))
+        if is_primary():
+            write_atomically(os.path.join(workdir, CONFIG_FILE), config.to_json(indent=2))
         print(describe_parameters(state.params, model_cfg))
         if start >= spec.steps:
             print(f"the checkpoint in the workdir is at step {start}, which steps={spec.steps} "

@@ -17,6 +17,7 @@ from tqdm import tqdm
 
 from lowrank_jax.training.step import FIRST_NONFINITE, summarize
 from train.data import write_atomically
+from train.distributed import is_primary
 
 METRICS_FILE = "metrics.jsonl"
 TENSORBOARD_DIR = "tensorboard"
@@ -24,10 +25,14 @@ BAR_EVAL_METRICS = ("loss", "bits_per_byte", "triples_correct")
 
 
 class MetricsLog:
+    """metrics.jsonl and TensorBoard; of several hosts' processes, the primary's alone."""
+
     def __init__(self, workdir: str, resume_step: int):
         self.path = os.path.join(workdir, METRICS_FILE)
-        self.drop_records_after(resume_step)
-        self.tensorboard = SummaryWriter(os.path.join(workdir, TENSORBOARD_DIR))
+        self.primary = is_primary()
+        if self.primary:
+            self.drop_records_after(resume_step)
+            self.tensorboard = SummaryWriter(os.path.join(workdir, TENSORBOARD_DIR))
 
     def drop_records_after(self, step: int) -> None:
         """A run that stopped after logging but before its next checkpoint logged steps the
@@ -39,6 +44,8 @@ class MetricsLog:
                                             if r["step"] <= step))
 
     def write(self, record: dict) -> None:
+        if not self.primary:
+            return
         with open(self.path, "a") as f:
             f.write(json.dumps(strict(record), allow_nan=False) + "\n")
         for name, value in record.items():
@@ -47,7 +54,8 @@ class MetricsLog:
                                             record["step"])
 
     def close(self) -> None:
-        self.tensorboard.close()
+        if self.primary:
+            self.tensorboard.close()
 
 
 def strict(record: dict) -> dict:
