@@ -14,7 +14,7 @@ from lowrank_jax.tasks import abc_sort
 from lowrank_jax.training.config import check_train_config, run_spec
 from lowrank_jax.training.optim import make_optimizer, make_schedule
 from lowrank_jax.training.state import abstract_state, create_state, make_mesh
-from lowrank_jax.training.step import make_train_fn, make_train_step, summarize
+from lowrank_jax.training.step import cross_entropy_BT, make_train_fn, make_train_step, summarize
 from train.loop import chunk_lengths, distinct_chunk_lengths, train_and_evaluate
 from train.metrics import read_metrics
 from train.errors import UserError
@@ -35,6 +35,26 @@ def short_config(**changes):
 
 def train_records(workdir):
     return [{k: r[k] for k in ("step", *TRAIN_KEYS)} for r in read_metrics(workdir) if "loss" in r]
+
+
+@pytest.mark.parametrize("saved_dtype", [jnp.float32, jnp.bfloat16])
+def test_the_cross_entropy_keeping_its_logits_narrow_has_optax_values_and_gradients(saved_dtype):
+    """Logits a bfloat16 model makes (bfloat16 values held in float32), as the step feeds it."""
+    import optax
+
+    logits_BTV = jax.random.normal(jax.random.key(0), (3, 5, 50), jnp.bfloat16).astype(jnp.float32) * 4
+    targets_BT = jax.random.randint(jax.random.key(1), (3, 5), 0, 50)
+    weights_BT = jax.random.uniform(jax.random.key(2), (3, 5))
+
+    def loss(fn):
+        return jax.value_and_grad(lambda x: (fn(x) * weights_BT).sum())(logits_BTV)
+
+    value, grad = loss(lambda x: cross_entropy_BT(x, targets_BT, saved_dtype))
+    want_value, want_grad = loss(lambda x: optax.softmax_cross_entropy_with_integer_labels(x, targets_BT))
+    np.testing.assert_allclose(value, want_value, rtol=1e-6)
+    # The gradient is rounded to the saved dtype, as the bfloat16 matmul after it would round it.
+    tolerance = 1e-6 if saved_dtype == jnp.float32 else 2 ** -8
+    np.testing.assert_allclose(grad, want_grad, rtol=tolerance, atol=tolerance * 1e-3)
 
 
 def test_abc_sorter_sorts_all_27_triples(tmp_path, capsys):

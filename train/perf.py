@@ -11,8 +11,12 @@ calls, after a call that compiles; the reference (cuDNN) runs in the same proces
 """
 from __future__ import annotations
 
+import collections
 import functools
+import glob
+import re
 import statistics
+import tempfile
 import time
 from typing import Callable, NamedTuple
 
@@ -240,7 +244,6 @@ STEP_VARIANTS = {  # label -> (attention, attention_kwargs)
 }
 STEP_SHAPES = ((1024, 16, "none"), (8192, 2, "none"), (32768, 1, "block"))  # L, batch, remat
 TIMED_STEPS = 10
-PROFILED_LENGTH = 8192   # where the causal Linformer should start to pay off
 
 
 class StepSetup(NamedTuple):
@@ -275,11 +278,17 @@ def step_setup(label: str, length: int, batch: int, remat: str) -> StepSetup:
     return StepSetup(model_cfg, spec, task, train_model, optimizer, abstract, mesh)
 
 
-def compile_step(s: StepSetup):
+# A GPU step runs as CUDA graphs, whose kernels a trace cannot tie to their HLO ops; the
+# copy of the step that is profiled runs op by op.
+OP_BY_OP = {"xla_gpu_enable_command_buffer": ""}
+
+
+def compile_step(s: StepSetup, compiler_options: dict | None = None):
     from lowrank_jax.training.step import make_train_fn, make_train_step
 
     step = make_train_step(s.model, s.optimizer, s.task.make_batch, s.spec.batch_size, s.mesh)
-    return make_train_fn(step, s.abstract, s.mesh, 1).lower(s.abstract, s.task.data).compile()
+    return (make_train_fn(step, s.abstract, s.mesh, 1).lower(s.abstract, s.task.data)
+            .compile(compiler_options))
 
 
 def flops_per_token(label: str, length: int, params: int, cfg) -> float:
@@ -309,57 +318,86 @@ def time_step(label: str, length: int, batch: int, remat: str, peak_tflops: floa
         row["compile_s"] = time.perf_counter() - start
         state = create_state(s.model, s.optimizer, s.spec.seed, s.task.seq_len, s.abstract)
         data = jax.device_put(s.task.data, replicated(s.mesh))
+        held = {"state": state}
+
+        def call(executable=run):
+            held["state"], sums = executable(held["state"], data)
+            return sums
+
         for _ in range(2):
-            state, sums = run(state, data)
-        jax.block_until_ready(sums)
+            jax.block_until_ready(call())
         start = time.perf_counter()
         for _ in range(TIMED_STEPS):
-            state, sums = run(state, data)
-        jax.block_until_ready((state, sums))
+            sums = call()
+        jax.block_until_ready((held["state"], sums))
         seconds = (time.perf_counter() - start) / TIMED_STEPS
+        profiled = compile_step(s, OP_BY_OP)
+        jax.block_until_ready(call(profiled))
+        parts = breakdown(profiled, functools.partial(call, profiled), seconds * 1e3)
     except Exception as err:  # noqa: BLE001 - out of memory is a result
         return {**row, "error": failure(err)}
-    params = count_parameters(state.params) - state.params["pos_embed"].size
+    params = count_parameters(held["state"].params) - held["state"].params["pos_embed"].size
     tokens_per_s = batch * length / seconds
     mfu = tokens_per_s * flops_per_token(label, length, params, s.model_cfg) / (peak_tflops * 1e12)
     return {**row, "step_ms": seconds * 1e3, "tokens_per_s": tokens_per_s, "mfu": mfu,
-            "loss": float(sums["loss"] / sums["tokens"])}
+            "loss": float(sums["loss"] / sums["tokens"]), "parts_ms": parts}
 
 
-def breakdown(label: str, length: int, batch: int, step_ms: float) -> dict:
-    """Where a step's time goes: each part timed alone at the step's shapes (forward and
-    backward for the layers), summed over the 12 layers; "rest" is the step minus the parts."""
-    from lowrank_jax.attention import ATTENTIONS
-    from lowrank_jax.layers import FeedForward
-    from lowrank_jax.training.state import create_state
-    from lowrank_jax.training.step import next_token_metrics
+PARTS = (("attention", lambda c: c == "attention"), ("mlp", lambda c: c == "ffn"),
+         ("lm head + loss", lambda c: c in ("token_embed.attend", "lm_head", "loss")),
+         ("optimizer", lambda c: c == "optimizer"), ("norms", lambda c: c.startswith("norm")))
 
-    s = step_setup(label, length, batch, "none")
-    cfg = s.model_cfg
-    x = jax.random.normal(jax.random.key(0), (batch, length, cfg.d_model), jnp.bfloat16)
 
-    def layer_ms(module):
-        params = module.init(jax.random.key(1), x)["params"]
-        grad = jax.jit(jax.grad(lambda p, x: module.apply({"params": p}, x)
-                                .astype(jnp.float32).mean(), argnums=(0, 1)))
-        return median_ms(grad, (params, x))
+def part_of(op_name: str) -> str:
+    """The model part an HLO op's metadata names: its Flax module path or the step's named
+    scopes, under transformation wrappers ("transpose(jvp(GPT))/block_0/attention/...")."""
+    components = re.sub(r"[\w.]+\(", "", op_name).replace(")", "").split("/")
+    for part, names in PARTS:
+        if any(names(c) for c in components):
+            return part
+    return "rest"
 
-    def head_loss(embed, x, targets):
-        logits = (x @ embed.astype(x.dtype).T).astype(jnp.float32)
-        return next_token_metrics(logits, targets)[0]
 
-    embed = jax.random.normal(jax.random.key(2), (cfg.vocab_size, cfg.d_model)) * 0.02
-    targets = jax.random.randint(jax.random.key(3), (batch, length), 0, cfg.vocab_size)
-    state = create_state(s.model, s.optimizer, s.spec.seed, s.task.seq_len, s.abstract)
-    update = jax.jit(lambda g, o, p: s.optimizer.update(g, o, p))
-    parts = {"attention": cfg.n_layers * layer_ms(ATTENTIONS[cfg.attention](cfg)),
-             "mlp": cfg.n_layers * layer_ms(FeedForward(cfg)),
-             "lm head + loss": median_ms(jax.jit(jax.grad(head_loss, argnums=(0, 1))),
-                                         (embed, x, targets)),
-             "optimizer": median_ms(update, (state.params, state.opt_state, state.params))}
-    parts["rest"] = step_ms - sum(parts.values())
-    return {"variant": label, "L": length, "batch": batch, "step_ms": step_ms,
-            "parts_ms": parts}
+def op_names(compiled) -> dict[str, str]:
+    """HLO instruction name -> the op_name of its metadata, from the optimised HLO text."""
+    pattern = re.compile(r'^\s*(?:ROOT )?%?([\w.\-]+) = .*?op_name="([^"]*)"', re.M)
+    return dict(pattern.findall(compiled.as_text()))
+
+
+def device_op_ns(call: Callable[[], object], calls: int = 3) -> dict[str, float]:
+    """Device time per HLO op of `call()` (a compiled step, already run once), from a
+    jax.profiler trace of `calls` calls, in ns per call."""
+    from jax.profiler import ProfileData
+
+    with tempfile.TemporaryDirectory() as folder:
+        jax.profiler.start_trace(folder)
+        for _ in range(calls):
+            out = call()
+        jax.block_until_ready(out)
+        jax.profiler.stop_trace()
+        trace = ProfileData.from_file(glob.glob(f"{folder}/**/*.xplane.pb", recursive=True)[0])
+    devices = [p for p in trace.planes if p.name.startswith("/device:")]
+    totals = collections.Counter()
+    for plane in devices or trace.planes:   # the CPU backend's ops run on host threads
+        for line in plane.lines:
+            for event in line.events:
+                op = dict(event.stats).get("hlo_op")
+                if op:
+                    totals[op] += event.duration_ns / calls
+    return totals
+
+
+def breakdown(compiled, call: Callable[[], object], step_ms: float) -> dict[str, float]:
+    """Where a step's time goes, in ms: a profiler trace of `call()` (running `compiled`,
+    op by op), each op's device time given to the model part its HLO metadata names; 'rest'
+    is `step_ms` less the parts: embeddings, residuals, the batch, metrics, the gaps."""
+    names = op_names(compiled)
+    parts = dict.fromkeys([part for part, _ in PARTS], 0.0)
+    for op, ns in device_op_ns(call).items():
+        part = part_of(names.get(op, ""))
+        if part != "rest":
+            parts[part] += ns / 1e6
+    return {**parts, "rest": step_ms - sum(parts.values())}
 
 
 def bench_step(shapes=STEP_SHAPES, variants=tuple(STEP_VARIANTS), progress=print) -> dict:
@@ -374,11 +412,8 @@ def bench_step(shapes=STEP_SHAPES, variants=tuple(STEP_VARIANTS), progress=print
     for r in rows:
         ref = standard.get(r["L"])
         r["vs_standard"] = r["tokens_per_s"] / ref if ref and r["tokens_per_s"] else None
-    profiles = [breakdown(r["variant"], r["L"], r["batch"], r["step_ms"]) for r in rows
-                if r.get("step_ms") and r["remat"] == "none" and r["L"] == PROFILED_LENGTH
-                and r["variant"] in ("standard", "linformer causal b=128 c=8")]
     return {"benchmark": "step", "model": GPT2_SMALL, "peak_tflops": peak,
-            "timed_steps": TIMED_STEPS, "results": rows, "profiles": profiles}
+            "timed_steps": TIMED_STEPS, "results": rows}
 
 
 def format_step_row(r: dict) -> str:

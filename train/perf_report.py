@@ -61,20 +61,19 @@ def step_markdown(result: dict) -> str:
                      f"{fmt(r['tokens_per_s'], ',.0f', r.get('error', '-'))} | "
                      f"{fmt(r['mfu'], '.1%')} | {times(r.get('vs_standard'))} | "
                      f"{fmt(r.get('compile_s'), '.0f')} |")
-    if result["profiles"]:
-        parts = list(result["profiles"][0]["parts_ms"])
-        lines += ["", "Where a step's time goes (each part timed alone at the step's shapes, "
-                  "forward + backward, summed over the layers; 'rest' is the step minus the "
-                  "parts: norms, embeddings, residuals, the batch, metrics. Alone, a part "
-                  "neither fuses with its neighbours nor overlaps them as it does inside the "
-                  "step, so the parts can add up to more than the step and 'rest' go "
-                  "negative):", "",
+    profiled = [r for r in result["results"] if r.get("parts_ms")]
+    if profiled:
+        parts = list(profiled[0]["parts_ms"])
+        lines += ["", "Where a step's time goes, in ms (a jax.profiler trace of the compiled "
+                  "step: each op's device time goes to the part its HLO metadata names; "
+                  "'rest' is the step less the parts: embeddings, residuals, the batch, "
+                  "metrics and the gaps between ops):", "",
                   "| variant | L x batch | step ms | " + " | ".join(parts) + " |",
                   "|---|---|---|" + "---|" * len(parts)]
-        for p in result["profiles"]:
-            cells = [f"{p['parts_ms'][k]:.1f} ({p['parts_ms'][k] / p['step_ms']:.0%})"
+        for r in profiled:
+            cells = [f"{r['parts_ms'][k]:.1f} ({r['parts_ms'][k] / r['step_ms']:.0%})"
                      for k in parts]
-            lines.append(f"| {p['variant']} | {p['L']:,} x {p['batch']} | {p['step_ms']:.1f} | "
+            lines.append(f"| {r['variant']} | {r['L']:,} x {r['batch']} | {r['step_ms']:.1f} | "
                          + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 

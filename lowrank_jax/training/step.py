@@ -7,6 +7,7 @@ denominators; the host divides.
 """
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 
 import jax
@@ -27,9 +28,36 @@ FIRST_NONFINITE = "first_nonfinite_step"
 NO_STEP = jnp.iinfo(jnp.int32).max
 
 
-def next_token_metrics(logits_BTV, targets_BT) -> tuple[jax.Array, dict]:
-    """Mean cross-entropy over every next-token position, and the sums behind it."""
-    nll_BT = optax.softmax_cross_entropy_with_integer_labels(logits_BTV, targets_BT)
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
+def cross_entropy_BT(logits_BTV, targets_BT, saved_dtype):
+    """optax's softmax cross-entropy with integer labels, whose backward keeps the logits
+    as `saved_dtype`. A bfloat16 model's float32 logits are bfloat16 values, so saving them
+    in bfloat16 loses nothing and halves the largest tensor the step keeps for its backward
+    (tokens x vocabulary): GPT-2 small at 1024 x 16 trains 3.7% faster on an H200."""
+    return optax.softmax_cross_entropy_with_integer_labels(logits_BTV, targets_BT)
+
+
+def _cross_entropy_fwd(logits_BTV, targets_BT, saved_dtype):
+    lse_BT = jax.nn.logsumexp(logits_BTV, axis=-1)
+    label_BT = jnp.take_along_axis(logits_BTV, targets_BT[..., None], axis=-1)[..., 0]
+    return lse_BT - label_BT, (logits_BTV.astype(saved_dtype), lse_BT, targets_BT)
+
+
+def _cross_entropy_bwd(saved_dtype, saved, g_BT):
+    logits_BTV, lse_BT, targets_BT = saved
+    probs_BTV = jnp.exp(logits_BTV.astype(lse_BT.dtype) - lse_BT[..., None])
+    onehot_BTV = jax.nn.one_hot(targets_BT, logits_BTV.shape[-1], dtype=probs_BTV.dtype)
+    grad_BTV = ((probs_BTV - onehot_BTV) * g_BT[..., None]).astype(saved_dtype)
+    return grad_BTV.astype(lse_BT.dtype), None
+
+
+cross_entropy_BT.defvjp(_cross_entropy_fwd, _cross_entropy_bwd)
+
+
+def next_token_metrics(logits_BTV, targets_BT, saved_dtype=jnp.float32) -> tuple[jax.Array, dict]:
+    """Mean cross-entropy over every next-token position, and the sums behind it;
+    `saved_dtype`: the dtype the logits were computed in (see cross_entropy_BT)."""
+    nll_BT = cross_entropy_BT(logits_BTV, targets_BT, saved_dtype)
     correct_BT = jnp.argmax(logits_BTV, axis=-1) == targets_BT
     sums = {"loss": nll_BT.sum(), "correct": correct_BT.sum(), "tokens": jnp.float32(nll_BT.size)}
     return nll_BT.mean(), sums
@@ -38,7 +66,8 @@ def next_token_metrics(logits_BTV, targets_BT) -> tuple[jax.Array, dict]:
 def make_train_step(model, optimizer, make_batch, batch_size: int, mesh) -> Callable:
     def loss_fn(params, tokens_BT, dropout_key):
         logits_BTV = model.apply({"params": params}, tokens_BT[:, :-1], rngs={"dropout": dropout_key})
-        return next_token_metrics(logits_BTV, tokens_BT[:, 1:])
+        with jax.named_scope("loss"):   # the scopes name the parts in a profile (train/perf.py)
+            return next_token_metrics(logits_BTV, tokens_BT[:, 1:], model.cfg.compute_dtype)
 
     def train_step(state: TrainState, data) -> tuple[TrainState, dict]:
         step_key = jax.random.fold_in(jax.random.wrap_key_data(state.rng), state.step)
@@ -47,8 +76,9 @@ def make_train_step(model, optimizer, make_batch, batch_size: int, mesh) -> Call
                                                      batch_sharding(mesh))
         (_, sums), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params, tokens_BT,
                                                                      dropout_key)
-        updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
-        params = optax.apply_updates(state.params, updates)
+        with jax.named_scope("optimizer"):
+            updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
+            params = optax.apply_updates(state.params, updates)
         grad_norm = optax.tree.norm(grads)
         finite = jnp.isfinite(sums["loss"]) & jnp.isfinite(grad_norm)
         # A skipped update's figures stay out of the means (which then cover the others).
