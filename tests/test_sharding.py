@@ -1,7 +1,10 @@
 """The device mesh on 8 fake CPU devices (conftest): data, fsdp and mixed meshes train
 as one device does (float32), a checkpoint moves between meshes, and fsdp really splits
 the weights and the optimizer state."""
+import os
+import re
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -29,8 +32,8 @@ MESHES = {"one device": (1, 1, 1), "fsdp 2": (2, 1, 2), "data 2 x fsdp 4": (8, 2
 def mesh_config(devices, data, fsdp, **changes):
     config = get_config()
     config.model.d_model = 8  # divisible by every fsdp tried
-    config.update(dict(steps=30, warmup_steps=5, log_every=5, eval_every=30, checkpoint_every=10,
-                       keep_checkpoints=5, num_devices=devices, **changes))
+    config.update({**dict(steps=30, warmup_steps=5, log_every=5, eval_every=30,
+                          checkpoint_every=10, keep_checkpoints=5, num_devices=devices), **changes})
     config.mesh.data, config.mesh.fsdp = data, fsdp
     return config
 
@@ -116,13 +119,18 @@ def free_port():
         return s.getsockname()[1]
 
 
-def test_two_processes_of_four_devices_train_as_one_device_does(trained, tmp_path):
-    """Several hosts, as two processes on this machine (train/distributed.py): one
-    command each, JAX_* variables apart; process 0 alone logs, both take part in saves."""
+def test_two_processes_stop_together_and_one_device_resumes_to_the_same_curve(tmp_path):
+    """Several hosts, as two processes of four devices on this machine (train/distributed.py):
+    one command each, JAX_* variables apart, process 0 alone logs. SIGTERM reaches process 1
+    alone, yet both save one step and exit 0; one device then resumes the run there, and
+    the whole curve is the one-device run's."""
+    changes = dict(steps=120, log_every=5, eval_every=120, checkpoint_every=60)
+    reference = tmp_path / "one device"
+    train_and_evaluate(mesh_config(1, 1, 1, **changes), str(reference))
     workdir, port = tmp_path / "run", free_port()
     flags = [f"--config.{k}={v}" for k, v in dict(
-        steps=30, warmup_steps=5, log_every=5, eval_every=30, checkpoint_every=10,
-        keep_checkpoints=5, num_devices=8, **{"model.d_model": 8, "mesh.fsdp": 2}).items()]
+        **changes, warmup_steps=5, keep_checkpoints=5, num_devices=8,
+        **{"model.d_model": 8, "mesh.fsdp": 2}).items()]
     processes = []
     for index in range(2):
         env = {**user_env(), "XLA_FLAGS": "--xla_force_host_platform_device_count=4",
@@ -131,8 +139,14 @@ def test_two_processes_of_four_devices_train_as_one_device_does(trained, tmp_pat
         processes.append(subprocess.Popen(
             [sys.executable, "-m", "train", "--workdir", str(workdir), *flags], env=env, cwd=ROOT,
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+    next(line for line in processes[0].stdout if line.startswith("step "))
+    processes[1].send_signal(signal.SIGTERM)
     outputs = [p.communicate(timeout=300) for p in processes]
     for process, (_, err) in zip(processes, outputs):
         assert process.returncode == 0, err
-    assert "done: step 30" in outputs[0][0] and not outputs[1][0]  # one log, the primary's
-    assert_same_curve(train_records(workdir), train_records(trained / "one device"))
+    assert not outputs[1][0]  # one log, the primary's
+    stopped = re.search(r"stopped by SIGTERM at step (\d+);", outputs[0][1])
+    assert stopped and int(stopped[1]) < 120 and stopped[0] in outputs[1][1], outputs
+    assert sorted(os.listdir(workdir / "checkpoints")) == [stopped[1]]
+    assert train_and_evaluate(mesh_config(1, 1, 1, **changes), str(workdir))["step"] == 120
+    assert_same_curve(train_records(workdir), train_records(reference))

@@ -13,6 +13,7 @@ import os
 import sys
 
 import jax
+import numpy as np
 
 from train.errors import UserError
 
@@ -40,3 +41,16 @@ def start_from_environment() -> None:
 
 def is_primary() -> bool:
     return jax.process_index() == 0
+
+
+def agreed_stop(requested: int | None) -> int | None:
+    """The stop signal every process acts on at this point of the loop: the first process's
+    (by index) that has one, or None. A signal often reaches one host only, and hosts that
+    stopped at different steps would wait for each other's collectives forever. One
+    process alone needs no agreement; several pay one small collective per call."""
+    if jax.process_count() == 1:
+        return requested
+    from jax.experimental import multihost_utils
+
+    asked = multihost_utils.process_allgather(np.int32(requested or 0))
+    return next((int(signum) for signum in asked if signum), None)

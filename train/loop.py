@@ -234,7 +234,7 @@ class FiniteGuard:
 def run_calls(spec, state, step, lengths, run, logger, evaluate, save, stop):
     """Runs `run(n, state)` over the call lengths, logging, evaluating and saving on
     schedule; returns (final state, last eval record). `save(step, state, extra)`; once
-    `stop.requested` (a signal), the current step is saved and Preempted raised."""
+    `stop.agreed()` (a signal, to any host), the current step is saved and Preempted raised."""
     last_eval, guard = None, FiniteGuard(spec, step or None)
     try:
         for n in lengths:
@@ -253,13 +253,14 @@ def run_calls(spec, state, step, lengths, run, logger, evaluate, save, stop):
                 last_eval = evaluate(step, state.params)
                 logger.write_eval(last_eval)
             due = step % spec.checkpoint_every == 0 or done
-            if due or stop.requested:
+            signum = stop.agreed()
+            if due or signum:
                 guard.check()
                 # The open log window rides along, so a resumed run logs what an unbroken one does.
                 save(step, state, {LOG_WINDOW: logger.open_window()})
                 guard.saved(step)
-            if stop.requested and not done:
-                raise Preempted(step, stop.requested)
+            if signum and not done:
+                raise Preempted(step, signum)
     finally:
         logger.close()
     jax.block_until_ready(state)

@@ -6,6 +6,8 @@ from __future__ import annotations
 import signal
 import threading
 
+from train import distributed
+
 EXIT_CODES = {signal.SIGTERM: 0, signal.SIGINT: 130}
 
 
@@ -34,6 +36,10 @@ class StopSignals:
         if self.requested == signal.SIGINT and signum == signal.SIGINT:
             raise KeyboardInterrupt
         self.requested = signum
+
+    def agreed(self) -> int | None:
+        """The signal to stop for now, agreed by every host (the same call on each)."""
+        return distributed.agreed_stop(self.requested)
 
     def __exit__(self, *exc):
         for signum, handler in self.previous.items():
