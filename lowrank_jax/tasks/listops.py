@@ -1,0 +1,105 @@
+"""ListOps (Long Range Arena): nested lists of digits under MIN, MAX, MED and SM (sum mod
+10), each example labelled with its value 0-9.
+
+The recipe: values 0-9; an operator takes 2 to 10 arguments; a node below the maximum
+depth (10) is a leaf with probability 0.75, at it always a leaf; examples of 500 to 2,000
+tokens are kept, duplicates dropped. MED is the median rounded down to an integer,
+`int(np.median(args))`. An example is written as LRA's files write it, every list in
+parentheses: "( [MAX 2 ( [MIN 4 7 ] ) 0 ] )"; a model reads it without the parentheses,
+`]` a token of its own (`tokenize`)."""
+from __future__ import annotations
+
+import random
+from collections.abc import Iterator
+
+import numpy as np
+
+OPERATORS = ("[MIN", "[MAX", "[MED", "[SM")
+MAX_DEPTH, MAX_ARGS, LEAF_PROBABILITY = 10, 10, 0.75
+MIN_LENGTH, MAX_LENGTH = 500, 2000
+PROGRESS_EVERY = 10_000
+# Token ids: 0 pads, then the symbols a model sees.
+VOCAB = ("<pad>", *OPERATORS, "]", *map(str, range(10)))
+TOKEN_IDS = {symbol: i for i, symbol in enumerate(VOCAB)}
+
+
+def apply(operator: str, args: list[int]) -> int:
+    if operator == "[MIN":
+        return min(args)
+    if operator == "[MAX":
+        return max(args)
+    if operator == "[MED":
+        return int(np.median(args))
+    return sum(args) % 10
+
+
+class TooLong(Exception):
+    """A tree grew past the longest kept length: drawn again, not finished."""
+
+
+def tree(rng: random.Random, depth: int = 1, budget: list[int] | None = None) -> tuple[list[str], int]:
+    """(the tree's symbols without parentheses, its value): a leaf, or an operator over
+    2..MAX_ARGS subtrees. `depth` counts from 1 at the root; once the tree holds more than
+    `budget[0]` symbols, TooLong."""
+    budget = [MAX_LENGTH] if budget is None else budget
+    budget[0] -= 1
+    if budget[0] < 0:
+        raise TooLong
+    if depth >= MAX_DEPTH or rng.random() < LEAF_PROBABILITY:
+        value = rng.randrange(10)
+        return [str(value)], value
+    operator = OPERATORS[rng.randrange(len(OPERATORS))]
+    symbols, values = [operator], []
+    for _ in range(rng.randint(2, MAX_ARGS)):
+        sub_symbols, value = tree(rng, depth + 1, budget)
+        symbols += sub_symbols
+        values.append(value)
+    budget[0] -= 1   # the closing "]"
+    if budget[0] < 0:
+        raise TooLong
+    return symbols + ["]"], apply(operator, values)
+
+
+def with_parentheses(symbols: list[str]) -> str:
+    """LRA's written form: each list "( [OP ... ] )"."""
+    return " ".join(f"( {s}" if s in OPERATORS else f"{s} )" if s == "]" else s
+                    for s in symbols)
+
+
+def examples(seed: int, lengths=(MIN_LENGTH, MAX_LENGTH)) -> Iterator[tuple[str, int]]:
+    """Distinct (source, label) pairs of `lengths` tokens (parentheses not counted), forever,
+    the same ones for the same seed. A root that is a leaf or a tree out of range is
+    drawn again."""
+    rng, seen = random.Random(seed), set()
+    while True:
+        try:
+            symbols, label = tree(rng, budget=[lengths[1]])
+        except TooLong:
+            continue
+        if len(symbols) < lengths[0]:
+            continue
+        source = with_parentheses(symbols)
+        if source not in seen:
+            seen.add(source)
+            yield source, label
+
+
+def splits(seed: int, counts: dict[str, int], lengths=(MIN_LENGTH, MAX_LENGTH),
+           progress=None) -> dict[str, list[tuple[str, int]]]:
+    """{split: examples} in the order of `counts`, no example in two splits;
+    `progress(split, examples so far)` every PROGRESS_EVERY examples and at each split's end."""
+    stream, out = examples(seed, lengths), {}
+    for name, count in counts.items():
+        out[name] = []
+        for _ in range(count):
+            out[name].append(next(stream))
+            if progress and len(out[name]) % PROGRESS_EVERY == 0:
+                progress(name, len(out[name]))
+        if progress and count % PROGRESS_EVERY:
+            progress(name, count)
+    return out
+
+
+def tokenize(source: str) -> list[int]:
+    """A written example -> token ids, parentheses dropped."""
+    return [TOKEN_IDS[s] for s in source.split() if s not in ("(", ")")]
