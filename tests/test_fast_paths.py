@@ -170,6 +170,24 @@ def test_attention_benchmark_writes_json_markdown_and_png(tmp_path, capsys):
     assert "written:" in capsys.readouterr().out
 
 
+def test_the_step_benchmark_says_where_the_time_goes(monkeypatch):
+    """The profile of a tiny step (CPU: the ops run on host threads): every part the model
+    has gets device time from the trace, and the parts with 'rest' add up to the step."""
+    from train import perf
+
+    monkeypatch.setitem(perf.GPT2_SMALL, "vocab_size", 256)
+    for field, value in dict(d_model=32, n_layers=2, n_heads=2, d_ff=64, dtype="float32").items():
+        monkeypatch.setitem(perf.GPT2_SMALL, field, value)
+    monkeypatch.setattr(perf, "TIMED_STEPS", 2)
+    row = perf.time_step("standard", 64, 2, "none", peak_tflops=1.0)
+    parts = row["parts_ms"]
+    assert set(parts) == {"attention", "mlp", "lm head + loss", "optimizer", "norms", "rest"}
+    assert all(parts[p] > 0 for p in parts if p != "rest")
+    assert sum(parts.values()) == pytest.approx(row["step_ms"])
+    assert perf.part_of("jit(run)/while/body/transpose(jvp(GPT))/block_1/attention/dot") == "attention"
+    assert perf.part_of("jit(run)/while/body/jvp(loss)/reduce_max") == "lm head + loss"
+
+
 def test_benchmarks_default_to_a_fresh_folder_under_runs():
     from train.bench import fresh_run_folder
 
