@@ -17,7 +17,8 @@ CONFIGS = ["configs/abc_sort.py", "configs/abc_sort.py:standard", "configs/abc_s
            "configs/gpt_lowrank_qk.py:random", "configs/gpt_lowrank_qk.py:abc_local",
            "configs/gpt_lowrank_qk.py:random_local", "configs/lumenspark.py",
            "configs/lumenspark.py:local"] + [f"configs/lm_{variant}.py{arg}" for variant in ATTENTIONS
-                                             for arg in ("", ":local")]
+                                             for arg in ("", ":local")] + [
+    f"configs/mqar.py:{variant}{size}" for variant in ATTENTIONS for size in ("", ",local")]
 
 
 def parameters(config) -> int:

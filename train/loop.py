@@ -177,7 +177,8 @@ def train_locked(config, spec, workdir: str) -> dict:
             print(f"resuming from the checkpoint at step {start}")
         task_data = jax.device_put(task.data, replicated(mesh))
         period = math.gcd(spec.log_every, spec.eval_every, spec.checkpoint_every)
-        train_step = make_train_step(train_model, optimizer, task.make_batch, spec.batch_size, mesh)
+        train_step = make_train_step(train_model, optimizer, task.make_batch, spec.batch_size,
+                                     mesh, task.target_weights)
         t0 = time.perf_counter()
         calls = {n: make_train_fn(train_step, abstract, mesh, n).lower(abstract, task_data).compile()
                  for n in sorted(distinct_chunk_lengths(start, spec.steps, period))}

@@ -9,7 +9,6 @@ import ml_collections
 from lowrank_jax.config import ModelConfig
 from lowrank_jax.model import GPT
 from lowrank_jax.tasks import Task
-from lowrank_jax.tasks import TASKS
 from lowrank_jax.training.config import check_train_config, run_spec
 from lowrank_jax.training.optim import make_optimizer
 from lowrank_jax.training.state import abstract_state, make_mesh
@@ -65,7 +64,7 @@ def without_data(spec, workdir: str):
     and its task needs the data (None); other tasks make their own."""
     if spec.data is not None:
         return read_tokenizer(tokenizer_path(workdir)), None
-    return None, TASKS[spec.task](spec.model, None)
+    return None, check_train_config(spec)[1]
 
 
 def load_pretrained(workdir: str):

@@ -13,8 +13,9 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
-from lowrank_jax.tasks import abc_sort, random_tokens, text
+from lowrank_jax.tasks import abc_sort, mqar, random_tokens, text
 from lowrank_jax.tasks.text import TextData
 from lowrank_jax.validation import require
 
@@ -29,6 +30,8 @@ class Task(NamedTuple):
     finish_eval: Callable[[dict], dict]                     # host: sums -> named metrics
     report: Callable                                        # (model, params) -> text
     data: Any = ()                                          # host arrays the step reads
+    # (tokens (B, T)) -> (B, T - 1) weights of the next-token targets; None: all count
+    target_weights: Callable[[jax.Array], jax.Array] | None = None
 
 
 def abc_sort_task(model_cfg, data=None) -> Task:
@@ -72,5 +75,31 @@ def text_task(model_cfg, data: TextData | None) -> Task:
                 text.device_arrays(data, seq_len))
 
 
+def mqar_task(model_cfg, options) -> Task:
+    """Multi-query associative recall (see lowrank_jax.tasks.mqar), rows of max_len + 1
+    tokens, scored on the answers alone; `options`: the run's MqarSpec (num_pairs,
+    eval_examples, eval_batch_size)."""
+    vocab, seq_len, pairs = model_cfg.vocab_size, model_cfg.max_len + 1, options.num_pairs
+    problem = mqar.check_shape(vocab, seq_len, pairs)
+    require(problem is None, problem or "")
+    batches = -(-options.eval_examples // options.eval_batch_size)
+    held_out = mqar.make_batch(jax.random.key(EVAL_SEED), batches * options.eval_batch_size,
+                               vocab, seq_len, pairs)
+    rows = np.asarray(held_out).reshape(batches, options.eval_batch_size, seq_len)
+
+    def make_batch(key, batch, _):
+        return mqar.make_batch(key, batch, vocab, seq_len, pairs)
+
+    return Task(vocab, seq_len, make_batch,
+                lambda logits_fn, data: mqar.evaluate(logits_fn, data, vocab, pairs),
+                mqar.finish_eval, lambda model, params: "", rows,
+                lambda tokens_BT: mqar.answer_weights(tokens_BT, vocab, pairs))
+
+
+# The held-out rows' key: training keys fold the step into the run's seed, so a training
+# row matches a held-out one only by chance.
+EVAL_SEED = 2**31 - 1
+
 # name -> a function of (ModelConfig, task data or None) that builds the task
-TASKS = {"abc_sort": abc_sort_task, "random_tokens": random_tokens_task, "text": text_task}
+TASKS = {"abc_sort": abc_sort_task, "random_tokens": random_tokens_task, "text": text_task,
+         "mqar": mqar_task}

@@ -50,6 +50,14 @@ class DataSpec:
 
 
 @dataclasses.dataclass(frozen=True)
+class MqarSpec:
+    """The recall task's rows (lowrank_jax/tasks/mqar.py) and its held-out set."""
+    num_pairs: int
+    eval_examples: int
+    eval_batch_size: int
+
+
+@dataclasses.dataclass(frozen=True)
 class RunSpec:
     task: str
     seed: int
@@ -63,6 +71,7 @@ class RunSpec:
     model: ModelConfig          # with vocab_from_tokenizer, its vocab_size waits for the tokenizer
     optimizer: OptimizerSpec
     data: DataSpec | None       # the text task's
+    mqar: MqarSpec | None = None     # the recall task's
     vocab_from_tokenizer: bool = False
     allow_schedule_change: bool = False
     skip_nonfinite: bool = False     # skip an update with a NaN/inf loss or gradient, not stop
@@ -91,6 +100,7 @@ def run_spec(config) -> RunSpec:
         data = fields_of(DataSpec, config.data)
         path = data["path"]
         data = DataSpec(**{**data, "path": tuple(path) if isinstance(path, list) else path})
+    mqar = check_mqar_config(config.mqar) if config.task == "mqar" else None
     model = config.model.to_dict()
     pending = text and model["vocab_size"] == 0
     model_cfg = ModelConfig.from_dict({**model, "vocab_size": 1 if pending
@@ -106,6 +116,7 @@ def run_spec(config) -> RunSpec:
                 "every device fsdp leaves) and fsdp (an integer >= 1).")
     return RunSpec(task=config.task, model=model_cfg,
                    optimizer=OptimizerSpec(**fields_of(OptimizerSpec, config)), data=data,
+                   mqar=mqar,
                    vocab_from_tokenizer=pending, **switches,
                    mesh_data=mesh["data"], mesh_fsdp=mesh["fsdp"],
                    **{name: config[name] for name in RUN_FIELDS})
@@ -115,7 +126,7 @@ def check_train_config(spec: RunSpec, data=None) -> tuple[ModelConfig, Task]:
     """(model config, task) of the run; `data` is what the task reads (the text task's
     corpus, made by train/). Raises UserError if the model does not fit the task."""
     model_cfg = spec.model_for(None if data is None else len(data.byte_lengths))
-    task = TASKS[spec.task](model_cfg, data)
+    task = TASKS[spec.task](model_cfg, spec.mqar if spec.task == "mqar" else data)
     hint = " (0 takes the tokenizer's)" if spec.vocab_from_tokenizer else ""
     require(model_cfg.vocab_size == task.vocab_size,
             f"model.vocab_size={model_cfg.vocab_size} is not allowed for task {spec.task!r}; "
@@ -176,6 +187,13 @@ def check_data_config(data) -> None:
     require(is_int(data.eval_batch_size) and data.eval_batch_size >= 1,
             f"data.eval_batch_size={data.eval_batch_size!r} is not allowed; it must be a positive "
             "integer.")
+
+
+def check_mqar_config(section) -> MqarSpec:
+    for name in ("num_pairs", "eval_examples", "eval_batch_size"):
+        require(is_int(section.get(name)) and section[name] >= 1,
+                f"mqar.{name}={section.get(name)!r} is not allowed; it must be a positive integer.")
+    return MqarSpec(**fields_of(MqarSpec, section))
 
 
 def check_devices(spec: RunSpec, available: int) -> tuple[int, int]:

@@ -54,20 +54,31 @@ def _cross_entropy_bwd(saved_dtype, saved, g_BT):
 cross_entropy_BT.defvjp(_cross_entropy_fwd, _cross_entropy_bwd)
 
 
-def next_token_metrics(logits_BTV, targets_BT, saved_dtype=jnp.float32) -> tuple[jax.Array, dict]:
-    """Mean cross-entropy over every next-token position, and the sums behind it;
-    `saved_dtype`: the dtype the logits were computed in (see cross_entropy_BT)."""
+def next_token_metrics(logits_BTV, targets_BT, saved_dtype=jnp.float32,
+                       weights_BT=None) -> tuple[jax.Array, dict]:
+    """Mean cross-entropy over the next-token positions `weights_BT` marks (None: every
+    one), and the sums behind it; `saved_dtype`: the dtype the logits were computed in
+    (see cross_entropy_BT)."""
     nll_BT = cross_entropy_BT(logits_BTV, targets_BT, saved_dtype)
     correct_BT = jnp.argmax(logits_BTV, axis=-1) == targets_BT
-    sums = {"loss": nll_BT.sum(), "correct": correct_BT.sum(), "tokens": jnp.float32(nll_BT.size)}
-    return nll_BT.mean(), sums
+    if weights_BT is None:
+        sums = {"loss": nll_BT.sum(), "correct": correct_BT.sum(),
+                "tokens": jnp.float32(nll_BT.size)}
+        return nll_BT.mean(), sums
+    sums = {"loss": (nll_BT * weights_BT).sum(), "correct": (correct_BT * weights_BT).sum(),
+            "tokens": weights_BT.sum()}
+    return sums["loss"] / sums["tokens"], sums
 
 
-def make_train_step(model, optimizer, make_batch, batch_size: int, mesh) -> Callable:
+def make_train_step(model, optimizer, make_batch, batch_size: int, mesh,
+                    target_weights=None) -> Callable:
+    """`target_weights`: the task's (tokens_BT -> weights of the targets), or None."""
     def loss_fn(params, tokens_BT, dropout_key):
         logits_BTV = model.apply({"params": params}, tokens_BT[:, :-1], rngs={"dropout": dropout_key})
         with jax.named_scope("loss"):   # the scopes name the parts in a profile (train/perf.py)
-            return next_token_metrics(logits_BTV, tokens_BT[:, 1:], model.cfg.compute_dtype)
+            weights_BT = None if target_weights is None else target_weights(tokens_BT)
+            return next_token_metrics(logits_BTV, tokens_BT[:, 1:], model.cfg.compute_dtype,
+                                      weights_BT)
 
     def train_step(state: TrainState, data) -> tuple[TrainState, dict]:
         step_key = jax.random.fold_in(jax.random.wrap_key_data(state.rng), state.step)
