@@ -124,7 +124,7 @@ def test_two_processes_stop_together_and_one_device_resumes_to_the_same_curve(tm
     one command each, JAX_* variables apart, process 0 alone logs. SIGTERM reaches process 1
     alone, yet both save one step and exit 0; one device then resumes the run there, and
     the whole curve is the one-device run's."""
-    changes = dict(steps=120, log_every=5, eval_every=120, checkpoint_every=60)
+    changes = dict(steps=60, log_every=5, eval_every=60, checkpoint_every=60)
     reference = tmp_path / "one device"
     train_and_evaluate(mesh_config(1, 1, 1, **changes), str(reference))
     workdir, port = tmp_path / "run", free_port()
@@ -146,7 +146,7 @@ def test_two_processes_stop_together_and_one_device_resumes_to_the_same_curve(tm
         assert process.returncode == 0, err
     assert not outputs[1][0]  # one log, the primary's
     stopped = re.search(r"stopped by SIGTERM at step (\d+);", outputs[0][1])
-    assert stopped and int(stopped[1]) < 120 and stopped[0] in outputs[1][1], outputs
+    assert stopped and int(stopped[1]) < 60 and stopped[0] in outputs[1][1], outputs
     assert sorted(os.listdir(workdir / "checkpoints")) == [stopped[1]]
-    assert train_and_evaluate(mesh_config(1, 1, 1, **changes), str(workdir))["step"] == 120
+    assert train_and_evaluate(mesh_config(1, 1, 1, **changes), str(workdir))["step"] == 60
     assert_same_curve(train_records(workdir), train_records(reference))

@@ -160,7 +160,7 @@ def test_a_huge_number_of_steps_is_scheduled_lazily():
     assert list(itertools.islice(chunk_lengths(7, 10**12, 5), 3)) == [3, 5, 5]
 
 
-def test_a_resumed_run_keeps_its_schedule_unless_allowed(tmp_path, capsys):
+def test_a_finished_run_only_evaluates_and_keeps_its_schedule_unless_allowed(tmp_path, capsys):
     config = short_config(steps=10, checkpoint_every=10, eval_every=10)
     train_and_evaluate(config, str(tmp_path))
     before = tree_digest(tmp_path)
@@ -171,6 +171,10 @@ def test_a_resumed_run_keeps_its_schedule_unless_allowed(tmp_path, capsys):
                                             r"checkpoint in the workdir; changing the schedule"):
             train_and_evaluate(changed, str(tmp_path))
     assert tree_digest(tmp_path) == before
+    # The same, finished run again only evaluates: no metrics, no checkpoint.
+    logged = read_metrics(tmp_path)
+    assert train_and_evaluate(config, str(tmp_path))["step"] == 10
+    assert read_metrics(tmp_path) == logged and os.listdir(tmp_path / "checkpoints") == ["10"]
     fewer = short_config(steps=6, checkpoint_every=6, eval_every=6, allow_schedule_change=True)
     capsys.readouterr()
     assert train_and_evaluate(fewer, str(tmp_path))["step"] == 10
@@ -178,15 +182,6 @@ def test_a_resumed_run_keeps_its_schedule_unless_allowed(tmp_path, capsys):
             "nothing to train; evaluating it") in capsys.readouterr().out
     more = short_config(steps=14, checkpoint_every=7, eval_every=7, allow_schedule_change=True)
     assert train_and_evaluate(more, str(tmp_path))["step"] == 14
-
-
-def test_a_finished_run_only_evaluates(tmp_path):
-    config = short_config(steps=10, checkpoint_every=10, eval_every=10)
-    train_and_evaluate(config, str(tmp_path))
-    before = read_metrics(tmp_path)
-    summary = train_and_evaluate(config, str(tmp_path))
-    assert summary["step"] == 10 and read_metrics(tmp_path) == before
-    assert os.listdir(tmp_path / "checkpoints") == ["10"]
 
 
 @pytest.mark.parametrize("attention", list(ATTENTIONS))
