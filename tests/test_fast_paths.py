@@ -121,6 +121,34 @@ def test_causal_kernel_never_sees_the_future():
         assert not np.allclose(base[:, cut:], changed[:, cut:])
 
 
+@pytest.mark.parametrize("fold", [2, 8])
+def test_queries_cut_into_chunks_give_the_same_bidirectional_attention(fold):
+    """The bidirectional fast path's query folding, with the einsum attention in cuDNN's
+    place: the same output and the same gradients (the repeated keys' ones summed)."""
+    B, L, K, H, D = 2, 64, 8, 2, 16
+    keys = jax.random.split(jax.random.key(fold), 4)
+    q = jax.random.normal(keys[0], (B, L, H, D))
+    k, v = (jax.random.normal(kk, (B, K, H, D)) for kk in keys[1:3])
+    cotangent = jax.random.normal(keys[3], (B, L, H, D))
+
+    def attend(q, k, v):
+        return linformer.core.softmax_attention(q, k, v, True, 0.25)[0]
+
+    whole, vjp_whole = jax.vjp(attend, q, k, v)
+    chunked, vjp_chunked = jax.vjp(
+        lambda *a: linformer.attend_in_chunks(attend, *a, fold), q, k, v)
+    np.testing.assert_allclose(chunked, whole, rtol=1e-5, atol=1e-6)
+    for a, b in zip(vjp_chunked(cotangent), vjp_whole(cotangent), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("batch,heads,length,fold", [
+    (16, 16, 4096, 1), (4, 16, 16384, 1), (2, 16, 32768, 2), (1, 16, 65536, 4),
+    (1, 12, 1000, 8), (1, 1, 6, 2)])   # the fold divides the length, so it may stop short
+def test_the_query_fold_makes_64_row_head_pairs(batch, heads, length, fold):
+    assert linformer.query_fold(batch, heads, length) == fold
+
+
 def test_remat_per_block_changes_nothing_but_memory():
     cfg = small_config(attention="linformer", attention_kwargs={"block_size": 4,
                                                                 "block_slots": 2})

@@ -290,7 +290,8 @@ def gpu_benchmark(name: str, args) -> tuple[dict, str]:
             f" --variants {','.join(args.variants)}" if args.variants else "")
         if name == "step":
             shapes = tuple(s for s in perf.STEP_SHAPES if not args.lengths or s[0] in args.lengths)
-            result = perf.bench_step(shapes, variants)
+            result = perf.bench_step(shapes, variants, profile=not args.no_breakdown)
+            options += " --no-breakdown" if args.no_breakdown else ""
         else:
             result = perf.bench_memory(args.lengths or perf.MEMORY_LENGTHS, variants)
     result = {**result, "benchmark": f"{name}_{perf.device_tag()}",
@@ -314,6 +315,9 @@ def main(argv: list[str]) -> None:
                         help="attention, step, memory: sequence lengths (default: the committed set)")
     parser.add_argument("--variants", type=word_list(list(ATTENTIONS)), default=None,
                         help="step, memory: the variants to run (default: all)")
+    parser.add_argument("--no-breakdown", action="store_true",
+                        help="step: leave out where each row's time goes (its op-by-op "
+                             "profile compiles the step a second time)")
     parser.add_argument("--tokens", type=int, default=65536,
                         help="attention: tokens per step (batch = tokens / L)")
     parser.add_argument("--size", choices=["local", "full"], default="local")

@@ -305,7 +305,9 @@ def flops_per_token(label: str, length: int, params: int, cfg) -> float:
     return 6 * params + cfg.n_layers * cfg.n_heads * per_head
 
 
-def time_step(label: str, length: int, batch: int, remat: str, peak_tflops: float) -> dict:
+def time_step(label: str, length: int, batch: int, remat: str, peak_tflops: float,
+              profile: bool = True) -> dict:
+    """One row; `profile`: also where the time goes (a second, op-by-op compile)."""
     from lowrank_jax.model import count_parameters
     from lowrank_jax.training.state import create_state, replicated
 
@@ -331,9 +333,11 @@ def time_step(label: str, length: int, batch: int, remat: str, peak_tflops: floa
             sums = call()
         jax.block_until_ready((held["state"], sums))
         seconds = (time.perf_counter() - start) / TIMED_STEPS
-        profiled = compile_step(s, OP_BY_OP)
-        jax.block_until_ready(call(profiled))
-        parts = breakdown(profiled, functools.partial(call, profiled), seconds * 1e3)
+        parts = None
+        if profile:
+            profiled = compile_step(s, OP_BY_OP)
+            jax.block_until_ready(call(profiled))
+            parts = breakdown(profiled, functools.partial(call, profiled), seconds * 1e3)
     except Exception as err:  # noqa: BLE001 - out of memory is a result
         return {**row, "error": failure(err)}
     params = count_parameters(held["state"].params) - held["state"].params["pos_embed"].size
@@ -400,13 +404,14 @@ def breakdown(compiled, call: Callable[[], object], step_ms: float) -> dict[str,
     return {**parts, "rest": step_ms - sum(parts.values())}
 
 
-def bench_step(shapes=STEP_SHAPES, variants=tuple(STEP_VARIANTS), progress=print) -> dict:
+def bench_step(shapes=STEP_SHAPES, variants=tuple(STEP_VARIANTS), progress=print,
+               profile: bool = True) -> dict:
     peak = matmul_peak_tflops()
     progress(f"bf16 matmul peak: {peak:.0f} TFLOP/s")
     rows = []
     for length, batch, remat in shapes:
         for label in variants:
-            rows.append(time_step(label, length, batch, remat, peak))
+            rows.append(time_step(label, length, batch, remat, peak, profile))
             progress(format_step_row(rows[-1]))
     standard = {r["L"]: r["tokens_per_s"] for r in rows if r["variant"] == "standard"}
     for r in rows:
