@@ -74,3 +74,39 @@ def make_lm_config(arg: str, model, local_model, **training):
                                            **training})
     config.data = ml_collections.ConfigDict(DATA_DEFAULTS)
     return config
+
+
+# ListOps, classified by an encoder (bidirectional, padding masked) with mean pooling:
+# the Long Range Arena's budget, the 2-layer d-64 model of the best reproductions, and a
+# CPU-sized run on short examples.
+LISTOPS_SIZES = {  # model, training, the listops section
+    "": (dict(max_len=2000, d_model=512, n_layers=4, n_heads=8, d_ff=1024, dropout=0.1,
+              dtype="bfloat16"),
+         dict(steps=5000, batch_size=32, lr=5e-4, warmup_steps=1000),
+         dict(path="data/listops")),
+    "small": (dict(max_len=2000, d_model=64, n_layers=2, n_heads=2, d_ff=128, dropout=0.1,
+                   dtype="bfloat16"),
+              dict(steps=5000, batch_size=32, lr=1e-3, warmup_steps=1000),
+              dict(path="data/listops")),
+    "local": (dict(max_len=128, d_model=32, n_layers=2, n_heads=2, d_ff=64),
+              dict(steps=300, batch_size=16, lr=2e-3, warmup_steps=30),
+              dict(path="data/listops_local")),
+}
+LISTOPS_LOGGING = {"": dict(log_every=100, eval_every=1000, checkpoint_every=1000),
+                   "small": dict(log_every=100, eval_every=1000, checkpoint_every=1000),
+                   "local": dict(log_every=50, eval_every=150, checkpoint_every=150)}
+
+
+def make_listops_config(arg: str, attention_of):
+    """`arg` "" (LRA's budget), "small" or "local"; `attention_of(d_head)`: the model's
+    attention fields at that head width."""
+    if arg not in LISTOPS_SIZES:
+        raise ValueError(f"unknown argument {arg!r}; leave it out, or use :small or :local.")
+    model, training, listops = LISTOPS_SIZES[arg]
+    from lowrank_jax.tasks import listops as task
+
+    model = {**model, "vocab_size": len(task.VOCAB), "causal": False,
+             **attention_of(model["d_model"] // model["n_heads"])}
+    config = make_config("listops", model, weight_decay=0.1, **training, **LISTOPS_LOGGING[arg])
+    config.listops = ml_collections.ConfigDict({**listops, "eval_batch_size": 50})
+    return config

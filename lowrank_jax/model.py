@@ -156,6 +156,12 @@ class Classifier(nn.Module):
         return logits_BC.astype(at_least_float32(cfg.compute_dtype))
 
 
+def model_for_task(cfg: ModelConfig, num_classes: int = 0) -> nn.Module:
+    """The model a task trains: a GPT, or for a labelled task of `num_classes` classes a
+    Classifier."""
+    return Classifier(cfg, num_classes) if num_classes else GPT(cfg)
+
+
 def parameter_groups(params) -> dict[str, int]:
     """Parameter counts by role: token_embed, pos_embed, attention, ffn, norms, lm_head."""
     counts, shared = Counter(), shared_module_names()
@@ -193,8 +199,9 @@ def describe_parameters(params, cfg: ModelConfig) -> str:
     """The parameter breakdown by role, as seed 001 prints it."""
     groups = parameter_groups(params)
     parts = [f"{role} {groups[role]}" for role in ("token_embed", "pos_embed", "attention", "ffn",
-                                                    "norms", "lm_head") if role in groups]
-    if cfg.tie_embeddings:
+                                                    "norms", "lm_head", "classifier")
+             if role in groups]
+    if cfg.tie_embeddings and "classifier" not in groups:
         parts.append("lm_head tied (0)")
     kwargs = ", ".join(f"{k}={v}" for k, v in cfg.attention_kwargs.items())
     return (f"model: {cfg.n_layers} block(s), {cfg.n_heads} heads, d_model {cfg.d_model}, "

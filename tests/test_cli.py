@@ -57,7 +57,7 @@ def test_help_says_what_the_tool_does_and_shows_defaults(module):
 
 def test_train_help_lists_the_shipped_configs_and_the_override_syntax():
     out = " ".join(run("train", "--help").stdout.split())
-    assert "Shipped configs: abc_sort, gpt_lowrank_qk, lm_deep_qkv" in out
+    assert "Shipped configs: abc_sort, gpt_lowrank_qk, listops_deep_qkv" in out
     assert "--config.FIELD=VALUE" in out
 
 

@@ -4,7 +4,9 @@ import math
 import jax
 import pytest
 
-from lowrank_jax import ATTENTIONS, GPT, count_parameters
+from lowrank_jax import ATTENTIONS, count_parameters
+from lowrank_jax.model import model_for_task
+from lowrank_jax.tasks import NUM_CLASSES
 from lowrank_jax.training.config import check_train_config, run_spec
 from lowrank_jax.training.optim import make_optimizer
 from lowrank_jax.training.state import init_state
@@ -18,12 +20,15 @@ CONFIGS = ["configs/abc_sort.py", "configs/abc_sort.py:standard", "configs/abc_s
            "configs/gpt_lowrank_qk.py:random_local", "configs/lumenspark.py",
            "configs/lumenspark.py:local"] + [f"configs/lm_{variant}.py{arg}" for variant in ATTENTIONS
                                              for arg in ("", ":local")] + [
-    f"configs/mqar.py:{variant}{size}" for variant in ATTENTIONS for size in ("", ",local")]
+    f"configs/mqar.py:{variant}{size}" for variant in ATTENTIONS for size in ("", ",local")] + [
+    f"configs/listops_{variant}.py{size}" for variant in ATTENTIONS
+    for size in ("", ":small", ":local")]
 
 
 def parameters(config) -> int:
     spec = run_spec(config)  # a text model's vocabulary waits for its tokenizer
-    shapes = jax.eval_shape(lambda: init_state(GPT(spec.model), make_optimizer(spec.optimizer),
+    model = model_for_task(spec.model, NUM_CLASSES.get(config.task, 0))
+    shapes = jax.eval_shape(lambda: init_state(model, make_optimizer(spec.optimizer),
                                                0, spec.model.max_len + 1).params)
     return count_parameters(shapes)
 

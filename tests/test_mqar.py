@@ -44,7 +44,7 @@ def test_only_the_answers_count_in_the_loss():
     loss, sums = next_token_metrics(logits, tokens[:, 1:], jnp.float32, weights)
     nll = -jax.nn.log_softmax(logits)[
         jnp.arange(4)[:, None], jnp.arange(SEQ - 1)[None], tokens[:, 1:]]
-    assert float(sums["tokens"]) == 4 * PAIRS
+    assert float(sums["targets"]) == 4 * PAIRS
     np.testing.assert_allclose(loss, nll[weights > 0].mean(), rtol=1e-6)
 
 

@@ -196,7 +196,7 @@ def test_every_variant_trains_alike_on_one_and_eight_devices(attention):
         mesh = make_mesh(n)
         abstract = abstract_state(model, optimizer, spec.seed, task.seq_len, mesh)
         state = create_state(model, optimizer, spec.seed, task.seq_len, abstract)
-        step = make_train_step(model, optimizer, task.make_batch, spec.batch_size, mesh)
+        step = make_train_step(model, optimizer, task, spec.batch_size, mesh)
         state, sums = make_train_fn(step, abstract, mesh, 3)(state, task.data)
         assert len(state.params["token_embed"]["embedding"].sharding.device_set) == n
         results[n] = summarize(jax.device_get(sums))

@@ -42,11 +42,13 @@ def dry_run(config) -> str:
     """The resolved config and the model's size, checked as a run would check them."""
     import jax
 
-    from lowrank_jax.model import GPT, count_parameters
+    from lowrank_jax.model import count_parameters, model_for_task
+    from lowrank_jax.tasks import NUM_CLASSES
     from lowrank_jax.training.config import run_spec
 
     spec = run_spec(config)
-    shapes = jax.eval_shape(lambda: GPT(spec.model).init(
+    model = model_for_task(spec.model, NUM_CLASSES.get(spec.task, 0))
+    shapes = jax.eval_shape(lambda: model.init(
         jax.random.key(0), jax.numpy.zeros((1, spec.model.max_len), jax.numpy.int32)))
     vocab = " (vocabulary: the tokenizer's, counted here as 1)" if spec.vocab_from_tokenizer else ""
     return (f"{config.to_json(indent=2)}\ntrainable parameters: "
@@ -60,7 +62,8 @@ def summary_line(summary: dict, workdir: str) -> str:
         parts.append(f"train loss {summary['train']['loss']:.4f}")
     figures = {k.removeprefix("eval/"): v for k, v in (summary["eval"] or {}).items()
                if k != "step" and not k.endswith("_fraction")}
-    parts += [f"validation {name} {value:.4g}" for name, value in figures.items()]
+    parts += [f"{'' if name.startswith(('val_', 'test_')) else 'validation '}{name} {value:.4g}"
+              for name, value in figures.items()]
     parts.append(f"training {summary['train_seconds']:.1f} s (+{summary['compile_seconds']:.1f} "
                  f"s compiling); workdir {workdir}")
     return ", ".join(parts)

@@ -36,7 +36,7 @@ from lowrank_jax.model import GPT, attention_intermediates
 from train.cli import Parser, number_list
 from train.errors import UserError, exit_on_user_error
 from train.plots import Curve, plot_curves, plot_log_grid, plot_spectra
-from train.pretrained import load_latest
+from train.pretrained import language_model, load_latest
 
 PROGRAM = "python -m train.analyze"
 MAX_LENGTH = 4096
@@ -230,7 +230,7 @@ def check_lengths(args, length: int, width: int) -> tuple[list[int], int]:
 
 
 def run_model(args) -> None:
-    run = load_latest(args.workdir)
+    run = language_model(load_latest(args.workdir), args.workdir)
     out = args.out or os.path.join(args.workdir, "analysis")
     make_output_folder(out)
     tokens_BL, layers = attention_of(run, args.batch, args.seed)

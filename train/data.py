@@ -124,7 +124,12 @@ def load_cached_text(data_cfg, workdir: str) -> tuple[TextTokenizer, TextData]:
 
 
 def load_task_data(spec, workdir: str, resuming: bool):
-    """(tokenizer, task data) for the text task; (None, None) for tasks that make their own."""
+    """(tokenizer, task data): the text task's corpus, ListOps's files; (None, None) for
+    tasks that make their own."""
+    if spec.task == "listops":
+        from train.listops import load_rows
+
+        return None, load_rows(spec.options, spec.model.max_len)
     if spec.data is None:
         return None, None
     return load_text(spec.data, workdir, resuming)

@@ -2,7 +2,8 @@
 
 Evaluates the newest checkpoint in DIR on its task: for a language model, the
 validation loss, perplexity and bits per byte (N windows of max_len tokens spread over
-the validation split; 0 reads all of it).
+the validation split; 0 reads all of it); for ListOps, the accuracy and loss on the
+validation and test files.
 """
 from __future__ import annotations
 
@@ -10,7 +11,6 @@ import sys
 
 import jax
 
-from lowrank_jax.model import GPT
 from train.cli import Parser
 from train.errors import UserError, exit_on_user_error
 from train.loop import eval_record, make_eval_fn
@@ -36,7 +36,7 @@ def main(argv: list[str]) -> None:
         args = parse_args(argv)
         data_overrides = {} if args.eval_windows is None else {"eval_windows": args.eval_windows}
         run = load_latest(args.workdir, data_overrides)
-    evaluate = make_eval_fn(GPT(run.model_cfg), run.task)
+    evaluate = make_eval_fn(run.model(), run.task)
     record = eval_record(run.step, run.task, evaluate(run.params, jax.device_put(run.task.data)))
     print(f"{args.workdir} at step {run.step} ({run.config.task}):")
     for name, value in record.items():

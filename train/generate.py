@@ -16,7 +16,7 @@ from lowrank_jax.generate import generate
 from lowrank_jax.model import GPT
 from train.cli import Parser
 from train.errors import UserError, exit_on_user_error
-from train.pretrained import load_latest
+from train.pretrained import language_model, load_latest
 
 PROGRAM = "python -m train.generate"
 
@@ -43,7 +43,7 @@ def parse_args(argv: list[str]):
 def main(argv: list[str]) -> None:
     with exit_on_user_error(PROGRAM):
         args = parse_args(argv)
-        run = load_latest(args.workdir, with_data=False)
+        run = language_model(load_latest(args.workdir, with_data=False), args.workdir)
         if run.tokenizer is None:
             raise UserError(f"workdir {args.workdir!r} holds a {run.config.task!r} model, not a "
                             "language model on text; pass the workdir of a text run.")

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 
 import jax
 
-from lowrank_jax.model import GPT, count_parameters, describe_parameters
+from lowrank_jax.model import count_parameters, describe_parameters, model_for_task
 from lowrank_jax.training.config import check_devices, check_train_config, run_spec
 from lowrank_jax.training.optim import make_optimizer, make_schedule
 from lowrank_jax.training.state import (
@@ -71,6 +71,14 @@ def check_same_inputs(saved: dict, spec) -> None:
     if saved_config.get("task") != spec.task:
         raise UserError("workdir holds a checkpoint of another task; pass another --workdir, "
                         "or the settings of the run that made it.")
+    if spec.options is not None:
+        saved_options = saved_config.get(spec.task, {})
+        for k in spec.options.IDENTITY:
+            here, there = getattr(spec.options, k), saved_options.get(k)
+            if there != here:
+                raise UserError(f"workdir holds a checkpoint trained on other data ({spec.task}."
+                                f"{k} is {there!r} there but {here!r} here); pass another "
+                                "--workdir, or the settings of the run that made it.")
     if spec.data is None:
         return
     saved_data = saved_config.get("data", {})
@@ -109,7 +117,7 @@ def check_same_model(saved: dict, meta: dict) -> None:
 
 def make_eval_fn(model, task):
     return jax.jit(lambda params, data: task.evaluate(
-        lambda t: model.apply({"params": params}, t), data))
+        lambda *inputs: model.apply({"params": params}, *inputs), data))
 
 
 def eval_record(step: int, task, sums: dict) -> dict:
@@ -154,7 +162,8 @@ def train_locked(config, spec, workdir: str) -> dict:
             check_same_inputs(saved, spec)
         _, data = load_task_data(spec, workdir, resuming=saved is not None)
         model_cfg, task = check_train_config(spec, data)
-        train_model, eval_model = GPT(model_cfg.replace(deterministic=False)), GPT(model_cfg)
+        train_model = model_for_task(model_cfg.replace(deterministic=False), task.num_classes)
+        eval_model = model_for_task(model_cfg, task.num_classes)
         optimizer = make_optimizer(spec.optimizer)
         abstract = abstract_state(train_model, optimizer, spec.seed, task.seq_len, mesh)
         meta = {"config": config.to_dict(), "param_shapes": param_shapes(abstract.params),
@@ -177,8 +186,7 @@ def train_locked(config, spec, workdir: str) -> dict:
             print(f"resuming from the checkpoint at step {start}")
         task_data = jax.device_put(task.data, replicated(mesh))
         period = math.gcd(spec.log_every, spec.eval_every, spec.checkpoint_every)
-        train_step = make_train_step(train_model, optimizer, task.make_batch, spec.batch_size,
-                                     mesh, task.target_weights)
+        train_step = make_train_step(train_model, optimizer, task, spec.batch_size, mesh)
         t0 = time.perf_counter()
         calls = {n: make_train_fn(train_step, abstract, mesh, n).lower(abstract, task_data).compile()
                  for n in sorted(distinct_chunk_lengths(start, spec.steps, period))}

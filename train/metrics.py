@@ -21,7 +21,8 @@ from train.distributed import is_primary
 
 METRICS_FILE = "metrics.jsonl"
 TENSORBOARD_DIR = "tensorboard"
-BAR_EVAL_METRICS = ("loss", "bits_per_byte", "triples_correct")
+BAR_EVAL_METRICS = ("loss", "bits_per_byte", "triples_correct", "answer_accuracy",
+                    "val_accuracy")
 
 
 class MetricsLog:
@@ -166,7 +167,8 @@ class TrainLogger:
         self.log.write(record)
         for name in BAR_EVAL_METRICS:
             if f"eval/{name}" in record:
-                self.postfix[f"val_{name}"] = f"{record[f'eval/{name}']:.4g}"
+                self.postfix[name if name.startswith("val_") else f"val_{name}"] = (
+                    f"{record[f'eval/{name}']:.4g}")
         self.bar.set_postfix(self.postfix)
         if self.lines:
             print(eval_line(record), flush=True)

@@ -286,7 +286,7 @@ OP_BY_OP = {"xla_gpu_enable_command_buffer": ""}
 def compile_step(s: StepSetup, compiler_options: dict | None = None):
     from lowrank_jax.training.step import make_train_fn, make_train_step
 
-    step = make_train_step(s.model, s.optimizer, s.task.make_batch, s.spec.batch_size, s.mesh)
+    step = make_train_step(s.model, s.optimizer, s.task, s.spec.batch_size, s.mesh)
     return (make_train_fn(step, s.abstract, s.mesh, 1).lower(s.abstract, s.task.data)
             .compile(compiler_options))
 
@@ -344,7 +344,7 @@ def time_step(label: str, length: int, batch: int, remat: str, peak_tflops: floa
     tokens_per_s = batch * length / seconds
     mfu = tokens_per_s * flops_per_token(label, length, params, s.model_cfg) / (peak_tflops * 1e12)
     return {**row, "step_ms": seconds * 1e3, "tokens_per_s": tokens_per_s, "mfu": mfu,
-            "loss": float(sums["loss"] / sums["tokens"]), "parts_ms": parts}
+            "loss": float(sums["loss"] / sums["targets"]), "parts_ms": parts}
 
 
 PARTS = (("attention", lambda c: c == "attention"), ("mlp", lambda c: c == "ffn"),

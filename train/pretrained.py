@@ -7,7 +7,7 @@ from typing import Any, NamedTuple
 import ml_collections
 
 from lowrank_jax.config import ModelConfig
-from lowrank_jax.model import GPT
+from lowrank_jax.model import GPT, model_for_task
 from lowrank_jax.tasks import Task
 from lowrank_jax.training.config import check_train_config, run_spec
 from lowrank_jax.training.optim import make_optimizer
@@ -25,6 +25,14 @@ class Run(NamedTuple):
     step: int
     tokenizer: Any          # None for tasks with their own vocabulary
 
+    @property
+    def num_classes(self) -> int:
+        """0 for a language model, else the classes its Classifier tells apart."""
+        return self.task.num_classes if self.task else 0
+
+    def model(self):
+        return model_for_task(self.model_cfg, self.num_classes)
+
 
 def load_latest(workdir: str, data_overrides: dict | None = None, with_data: bool = True) -> Run:
     """The newest checkpoint in `workdir` with everything needed to use it, on one device.
@@ -40,6 +48,10 @@ def load_latest(workdir: str, data_overrides: dict | None = None, with_data: boo
             raise UserError(f"workdir {workdir!r} holds no finished checkpoint; train one first.")
         config = ml_collections.ConfigDict(meta["config"])
         if data_overrides:
+            if config.get("data") is None:
+                raise UserError(f"workdir {workdir!r} holds a run of task {config.task!r}, "
+                                f"which reads no text corpus; leave out "
+                                f"{', '.join(data_overrides)}.")
             config.data.update(data_overrides)
         spec = run_spec(config)
         if with_data:
@@ -50,7 +62,8 @@ def load_latest(workdir: str, data_overrides: dict | None = None, with_data: boo
             model_cfg = spec.model_for(tokenizer and tokenizer.vocab_size)
         check_vocab(meta, model_cfg.vocab_size)
         # Parameter shapes do not depend on the length the model is traced at.
-        abstract = abstract_state(GPT(model_cfg), make_optimizer(spec.optimizer), spec.seed,
+        model = model_for_task(model_cfg, task.num_classes if task else 0)
+        abstract = abstract_state(model, make_optimizer(spec.optimizer), spec.seed,
                                   model_cfg.max_len + 1, make_mesh(1))
         step, state = ckpt.newest(lambda s: ckpt.restore(s, abstract), below=step)
         params = state.params
@@ -70,5 +83,13 @@ def without_data(spec, workdir: str):
 def load_pretrained(workdir: str):
     """(model, params, tokenizer, config) of the newest checkpoint in a training workdir;
     the workdir alone is read (its tokenizer.json), not the training corpus."""
-    run = load_latest(workdir, with_data=False)
+    run = language_model(load_latest(workdir, with_data=False), workdir)
     return GPT(run.model_cfg), run.params, run.tokenizer, run.config
+
+
+def language_model(run: Run, workdir: str) -> Run:
+    """`run`, if it is of a language model (not a classifier); else UserError."""
+    if run.num_classes:
+        raise UserError(f"workdir {workdir!r} holds a classifier (task {run.config.task!r}), "
+                        "not a language model: it predicts labels, not tokens.")
+    return run

@@ -15,7 +15,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from lowrank_jax.tasks import abc_sort, mqar, random_tokens, text
+from lowrank_jax.tasks import abc_sort, labelled, listops, mqar, random_tokens, text
+from lowrank_jax.tasks.labelled import PAD_ID
 from lowrank_jax.tasks.text import TextData
 from lowrank_jax.validation import require
 
@@ -23,6 +24,10 @@ LogitsFn = Callable[[jax.Array], jax.Array]
 
 
 class Task(NamedTuple):
+    """A task's rows are int32 (B, seq_len). For a language model the model reads all but
+    the last token and predicts the next ones; for a labelled task (num_classes > 0) the
+    last token is the label of the ones before it, padded with PAD_ID
+    (lowrank_jax/tasks/labelled.py), and the model is a Classifier."""
     vocab_size: int
     seq_len: int                                            # tokens per training row
     make_batch: Callable[[jax.Array, int, Any], jax.Array]  # (key, batch, data) -> int32 (B, T)
@@ -32,10 +37,11 @@ class Task(NamedTuple):
     data: Any = ()                                          # host arrays the step reads
     # (tokens (B, T)) -> (B, T - 1) weights of the next-token targets; None: all count
     target_weights: Callable[[jax.Array], jax.Array] | None = None
+    num_classes: int = 0                                    # > 0: a labelled task
 
 
-def abc_sort_task(model_cfg, data=None) -> Task:
-    del model_cfg, data  # the task fixes its own vocabulary and length
+def abc_sort_task(model_cfg, options=None, data=None) -> Task:
+    del model_cfg, options, data  # the task fixes its own vocabulary and length
 
     def evaluate(logits_fn, _):
         return {"correct": abc_sort.count_correct(logits_fn, jnp.asarray(abc_sort.all_triples()))}
@@ -49,9 +55,9 @@ def abc_sort_task(model_cfg, data=None) -> Task:
                 abc_sort.report)
 
 
-def random_tokens_task(model_cfg, data=None) -> Task:
+def random_tokens_task(model_cfg, options=None, data=None) -> Task:
     """Rows of max_len + 1 tokens, so the model reads max_len of them."""
-    del data
+    del options, data
     vocab, seq_len = model_cfg.vocab_size, model_cfg.max_len + 1
     make_batch = random_tokens.make_batch_fn(vocab, seq_len)
     return Task(vocab, seq_len, lambda key, batch, _: make_batch(key, batch),
@@ -59,8 +65,9 @@ def random_tokens_task(model_cfg, data=None) -> Task:
                 lambda model, params: random_tokens.report(vocab))
 
 
-def text_task(model_cfg, data: TextData | None) -> Task:
+def text_task(model_cfg, options=None, data: TextData | None = None) -> Task:
     """Windows of max_len + 1 tokens of a corpus (see lowrank_jax.tasks.text)."""
+    del options  # the corpus and how it is read are the run's data section
     require(data is not None, "task 'text' needs its corpus (TextData); the training entry point reads it.")
     seq_len = model_cfg.max_len + 1
     require(len(data.train_tokens) > seq_len,
@@ -75,10 +82,11 @@ def text_task(model_cfg, data: TextData | None) -> Task:
                 text.device_arrays(data, seq_len))
 
 
-def mqar_task(model_cfg, options) -> Task:
+def mqar_task(model_cfg, options, data=None) -> Task:
     """Multi-query associative recall (see lowrank_jax.tasks.mqar), rows of max_len + 1
     tokens, scored on the answers alone; `options`: the run's MqarSpec (num_pairs,
     eval_examples, eval_batch_size)."""
+    del data  # the task makes its rows
     vocab, seq_len, pairs = model_cfg.vocab_size, model_cfg.max_len + 1, options.num_pairs
     problem = mqar.check_shape(vocab, seq_len, pairs)
     require(problem is None, problem or "")
@@ -96,10 +104,28 @@ def mqar_task(model_cfg, options) -> Task:
                 lambda tokens_BT: mqar.answer_weights(tokens_BT, vocab, pairs))
 
 
+def listops_task(model_cfg, options=None, data=None) -> Task:
+    """ListOps (lowrank_jax/tasks/listops.py) as labelled rows of max_len tokens and the
+    label; `data`: {"train": rows (N, max_len + 1), "val" and "test": their eval batches
+    (labelled.eval_batches)}, read from LRA's files by the training entry point (None: a
+    task to build the model by, not to train or evaluate)."""
+    del options  # read by the entry point: where the files are, the eval batch size
+    return Task(len(listops.VOCAB), model_cfg.max_len + 1,
+                lambda key, batch, rows: labelled.sample(key, batch, rows["train"]),
+                lambda logits_fn, rows: labelled.evaluate(
+                    logits_fn, {"val": rows["val"], "test": rows["test"]}),
+                labelled.finish_eval, lambda model, params: "", data,
+                num_classes=NUM_CLASSES["listops"])
+
+
 # The held-out rows' key: training keys fold the step into the run's seed, so a training
 # row matches a held-out one only by chance.
 EVAL_SEED = 2**31 - 1
 
-# name -> a function of (ModelConfig, task data or None) that builds the task
+# The labelled tasks' classes (known before their data is read, e.g. to size a model).
+NUM_CLASSES = {"listops": listops.NUM_CLASSES}
+
+# name -> a function of (ModelConfig, the task's options section or None, its data or
+# None) that builds the task
 TASKS = {"abc_sort": abc_sort_task, "random_tokens": random_tokens_task, "text": text_task,
-         "mqar": mqar_task}
+         "mqar": mqar_task, "listops": listops_task}

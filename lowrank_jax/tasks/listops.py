@@ -9,6 +9,10 @@ parentheses: "( [MAX 2 ( [MIN 4 7 ] ) 0 ] )"; a model reads it without the paren
 `]` a token of its own (`tokenize`)."""
 from __future__ import annotations
 
+import contextlib
+import functools
+import itertools
+import multiprocessing
 import random
 from collections.abc import Iterator
 
@@ -17,6 +21,7 @@ import numpy as np
 OPERATORS = ("[MIN", "[MAX", "[MED", "[SM")
 MAX_DEPTH, MAX_ARGS, LEAF_PROBABILITY = 10, 10, 0.75
 MIN_LENGTH, MAX_LENGTH = 500, 2000
+NUM_CLASSES = 10   # the values an example can have
 PROGRESS_EVERY = 10_000
 # Token ids: 0 pads, then the symbols a model sees.
 VOCAB = ("<pad>", *OPERATORS, "]", *map(str, range(10)))
@@ -66,29 +71,48 @@ def with_parentheses(symbols: list[str]) -> str:
                     for s in symbols)
 
 
-def examples(seed: int, lengths=(MIN_LENGTH, MAX_LENGTH)) -> Iterator[tuple[str, int]]:
-    """Distinct (source, label) pairs of `lengths` tokens (parentheses not counted), forever,
-    the same ones for the same seed. A root that is a leaf or a tree out of range is
-    drawn again."""
-    rng, seen = random.Random(seed), set()
-    while True:
+CHUNK = 100   # examples drawn from one random stream, so that workers can draw in parallel
+
+
+def chunk(seed: int, index: int, lengths=(MIN_LENGTH, MAX_LENGTH)) -> list[tuple[str, int]]:
+    """The `index`-th CHUNK of (source, label) pairs of `lengths` tokens (parentheses not
+    counted) for `seed`, from a stream of its own; a root that is a leaf or a tree out of
+    range is drawn again."""
+    rng, out = random.Random(f"listops/{seed}/{index}"), []
+    while len(out) < CHUNK:
         try:
             symbols, label = tree(rng, budget=[lengths[1]])
         except TooLong:
             continue
-        if len(symbols) < lengths[0]:
-            continue
-        source = with_parentheses(symbols)
-        if source not in seen:
-            seen.add(source)
-            yield source, label
+        if len(symbols) >= lengths[0]:
+            out.append((with_parentheses(symbols), label))
+    return out
+
+
+def examples(seed: int, lengths=(MIN_LENGTH, MAX_LENGTH), workers: int = 1
+             ) -> Iterator[tuple[str, int]]:
+    """Distinct (source, label) pairs, forever: the chunks in order, repeats dropped; the
+    same ones for the same seed whatever the number of worker processes."""
+    seen = set()
+    with contextlib.ExitStack() as stack:
+        pool = (stack.enter_context(multiprocessing.get_context("spawn").Pool(workers))
+                if workers > 1 else None)
+        for start in itertools.count(0, 4 * workers):
+            indices = range(start, start + 4 * workers)
+            draw = functools.partial(chunk, seed, lengths=lengths)
+            for drawn in (pool.map(draw, indices) if pool else map(draw, indices)):
+                for example in drawn:
+                    if example[0] not in seen:
+                        seen.add(example[0])
+                        yield example
 
 
 def splits(seed: int, counts: dict[str, int], lengths=(MIN_LENGTH, MAX_LENGTH),
-           progress=None) -> dict[str, list[tuple[str, int]]]:
+           progress=None, workers: int = 1) -> dict[str, list[tuple[str, int]]]:
     """{split: examples} in the order of `counts`, no example in two splits;
-    `progress(split, examples so far)` every PROGRESS_EVERY examples and at each split's end."""
-    stream, out = examples(seed, lengths), {}
+    `progress(split, examples so far)` every PROGRESS_EVERY examples and at each split's end.
+    `workers` processes draw the chunks (the data does not depend on how many)."""
+    stream, out = examples(seed, lengths, workers), {}
     for name, count in counts.items():
         out[name] = []
         for _ in range(count):
@@ -97,9 +121,30 @@ def splits(seed: int, counts: dict[str, int], lengths=(MIN_LENGTH, MAX_LENGTH),
                 progress(name, len(out[name]))
         if progress and count % PROGRESS_EVERY:
             progress(name, count)
+    stream.close()
     return out
 
 
 def tokenize(source: str) -> list[int]:
     """A written example -> token ids, parentheses dropped."""
     return [TOKEN_IDS[s] for s in source.split() if s not in ("(", ")")]
+
+
+def encode_rows(sources: list[str], labels: list[int], length: int) -> np.ndarray:
+    """int8 (N, length + 1): each example's tokens (as `tokenize` gives them), padded with
+    0 to `length`, then its label: a labelled task's rows (lowrank_jax/tasks/labelled.py).
+    Raises ValueError naming the first example longer than `length` or holding a word
+    ListOps does not have."""
+    rows = np.zeros((len(sources), length + 1), np.int8)
+    for i, (source, label) in enumerate(zip(sources, labels)):
+        try:
+            tokens = tokenize(source)
+        except KeyError as err:
+            raise ValueError(f"example {i + 1} holds {err}, which is not a ListOps symbol") from None
+        if len(tokens) > length:
+            raise ValueError(f"example {i + 1} has {len(tokens):,} tokens, more than the "
+                             f"{length:,} a row holds")
+        rows[i, :len(tokens)] = tokens
+        rows[i, -1] = label
+    return rows
+

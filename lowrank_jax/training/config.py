@@ -4,7 +4,7 @@ the ModelConfig and Task that check_train_config builds from it)."""
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
+from typing import Any, ClassVar
 
 from lowrank_jax.config import ModelConfig
 from lowrank_jax.tasks import TASKS, Task
@@ -55,6 +55,16 @@ class MqarSpec:
     num_pairs: int
     eval_examples: int
     eval_batch_size: int
+    IDENTITY: ClassVar[tuple] = ("num_pairs",)   # the fields that decide what is learnt
+
+
+@dataclasses.dataclass(frozen=True)
+class ListOpsSpec:
+    """Where LRA's ListOps files are (python -m train.listops writes them) and how many
+    held-out examples the model reads at once."""
+    path: str
+    eval_batch_size: int
+    IDENTITY: ClassVar[tuple] = ("path",)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -71,7 +81,7 @@ class RunSpec:
     model: ModelConfig          # with vocab_from_tokenizer, its vocab_size waits for the tokenizer
     optimizer: OptimizerSpec
     data: DataSpec | None       # the text task's
-    mqar: MqarSpec | None = None     # the recall task's
+    options: MqarSpec | ListOpsSpec | None = None   # the config section named as the task
     vocab_from_tokenizer: bool = False
     allow_schedule_change: bool = False
     skip_nonfinite: bool = False     # skip an update with a NaN/inf loss or gradient, not stop
@@ -100,7 +110,12 @@ def run_spec(config) -> RunSpec:
         data = fields_of(DataSpec, config.data)
         path = data["path"]
         data = DataSpec(**{**data, "path": tuple(path) if isinstance(path, list) else path})
-    mqar = check_mqar_config(config.mqar) if config.task == "mqar" else None
+    options = None
+    if config.task in TASK_OPTIONS:
+        require(config.get(config.task) is not None,
+                f"task {config.task!r} needs the config section {config.task} (see its config "
+                "in configs/).")
+        options = TASK_OPTIONS[config.task](config[config.task])
     model = config.model.to_dict()
     pending = text and model["vocab_size"] == 0
     model_cfg = ModelConfig.from_dict({**model, "vocab_size": 1 if pending
@@ -116,7 +131,7 @@ def run_spec(config) -> RunSpec:
                 "every device fsdp leaves) and fsdp (an integer >= 1).")
     return RunSpec(task=config.task, model=model_cfg,
                    optimizer=OptimizerSpec(**fields_of(OptimizerSpec, config)), data=data,
-                   mqar=mqar,
+                   options=options,
                    vocab_from_tokenizer=pending, **switches,
                    mesh_data=mesh["data"], mesh_fsdp=mesh["fsdp"],
                    **{name: config[name] for name in RUN_FIELDS})
@@ -125,8 +140,9 @@ def run_spec(config) -> RunSpec:
 def check_train_config(spec: RunSpec, data=None) -> tuple[ModelConfig, Task]:
     """(model config, task) of the run; `data` is what the task reads (the text task's
     corpus, made by train/). Raises UserError if the model does not fit the task."""
-    model_cfg = spec.model_for(None if data is None else len(data.byte_lengths))
-    task = TASKS[spec.task](model_cfg, spec.mqar if spec.task == "mqar" else data)
+    model_cfg = spec.model_for(len(data.byte_lengths) if spec.vocab_from_tokenizer and data
+                               else None)
+    task = TASKS[spec.task](model_cfg, spec.options, data)
     hint = " (0 takes the tokenizer's)" if spec.vocab_from_tokenizer else ""
     require(model_cfg.vocab_size == task.vocab_size,
             f"model.vocab_size={model_cfg.vocab_size} is not allowed for task {spec.task!r}; "
@@ -194,6 +210,21 @@ def check_mqar_config(section) -> MqarSpec:
         require(is_int(section.get(name)) and section[name] >= 1,
                 f"mqar.{name}={section.get(name)!r} is not allowed; it must be a positive integer.")
     return MqarSpec(**fields_of(MqarSpec, section))
+
+
+def check_listops_config(section) -> ListOpsSpec:
+    require(isinstance(section.get("path"), str) and section["path"],
+            f"listops.path={section.get('path')!r} is not allowed; give the folder holding "
+            "basic_train.tsv, basic_val.tsv and basic_test.tsv (python -m train.listops "
+            "writes them).")
+    require(is_int(section.get("eval_batch_size")) and section["eval_batch_size"] >= 1,
+            f"listops.eval_batch_size={section.get('eval_batch_size')!r} is not allowed; it "
+            "must be a positive integer.")
+    return ListOpsSpec(**fields_of(ListOpsSpec, section))
+
+
+# task -> the check of its options, the config section named as the task
+TASK_OPTIONS = {"mqar": check_mqar_config, "listops": check_listops_config}
 
 
 def check_devices(spec: RunSpec, available: int) -> tuple[int, int]:

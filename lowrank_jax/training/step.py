@@ -14,6 +14,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from lowrank_jax.tasks.labelled import PAD_ID
 from lowrank_jax.training.state import (
     TrainState,
     batch_sharding,
@@ -63,29 +64,50 @@ def next_token_metrics(logits_BTV, targets_BT, saved_dtype=jnp.float32,
     correct_BT = jnp.argmax(logits_BTV, axis=-1) == targets_BT
     if weights_BT is None:
         sums = {"loss": nll_BT.sum(), "correct": correct_BT.sum(),
-                "tokens": jnp.float32(nll_BT.size)}
+                "targets": jnp.float32(nll_BT.size)}
         return nll_BT.mean(), sums
     sums = {"loss": (nll_BT * weights_BT).sum(), "correct": (correct_BT * weights_BT).sum(),
-            "tokens": weights_BT.sum()}
-    return sums["loss"] / sums["tokens"], sums
+            "targets": weights_BT.sum()}
+    return sums["loss"] / sums["targets"], sums
 
 
-def make_train_step(model, optimizer, make_batch, batch_size: int, mesh,
-                    target_weights=None) -> Callable:
-    """`target_weights`: the task's (tokens_BT -> weights of the targets), or None."""
-    def loss_fn(params, tokens_BT, dropout_key):
-        logits_BTV = model.apply({"params": params}, tokens_BT[:, :-1], rngs={"dropout": dropout_key})
+def label_metrics(logits_BC, labels_B) -> tuple[jax.Array, dict]:
+    """Mean cross-entropy of a classifier's labels, and the sums behind it."""
+    nll_B = optax.softmax_cross_entropy_with_integer_labels(logits_BC, labels_B)
+    sums = {"loss": nll_B.sum(), "correct": (jnp.argmax(logits_BC, axis=-1) == labels_B).sum(),
+            "targets": jnp.float32(nll_B.size)}
+    return nll_B.mean(), sums
+
+
+def make_loss_fn(model, task) -> Callable:
+    """(params, rows_BT, dropout key) -> (mean loss, sums) for the task's rows: next tokens
+    (those task.target_weights marks), or, for a labelled task, each row's last token as
+    the label of the tokens before it (0 pads; see lowrank_jax.tasks.Task)."""
+    def loss_fn(params, rows_BT, dropout_key):
+        inputs_BL, rngs = rows_BT[:, :-1], {"dropout": dropout_key}
+        if task.num_classes:
+            logits_BC = model.apply({"params": params}, inputs_BL, inputs_BL != PAD_ID, rngs=rngs)
+            with jax.named_scope("loss"):
+                return label_metrics(logits_BC, rows_BT[:, -1])
+        logits_BTV = model.apply({"params": params}, inputs_BL, rngs=rngs)
         with jax.named_scope("loss"):   # the scopes name the parts in a profile (train/perf.py)
-            weights_BT = None if target_weights is None else target_weights(tokens_BT)
-            return next_token_metrics(logits_BTV, tokens_BT[:, 1:], model.cfg.compute_dtype,
+            weights_BT = None if task.target_weights is None else task.target_weights(rows_BT)
+            return next_token_metrics(logits_BTV, rows_BT[:, 1:], model.cfg.compute_dtype,
                                       weights_BT)
+
+    return loss_fn
+
+
+def make_train_step(model, optimizer, task, batch_size: int, mesh) -> Callable:
+    """One AdamW step on a batch of the task's rows (see make_loss_fn)."""
+    loss_fn = make_loss_fn(model, task)
 
     def train_step(state: TrainState, data) -> tuple[TrainState, dict]:
         step_key = jax.random.fold_in(jax.random.wrap_key_data(state.rng), state.step)
         data_key, dropout_key = jax.random.split(step_key)
-        tokens_BT = jax.lax.with_sharding_constraint(make_batch(data_key, batch_size, data),
-                                                     batch_sharding(mesh))
-        (_, sums), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params, tokens_BT,
+        rows_BT = jax.lax.with_sharding_constraint(task.make_batch(data_key, batch_size, data),
+                                                   batch_sharding(mesh))
+        (_, sums), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params, rows_BT,
                                                                      dropout_key)
         with jax.named_scope("optimizer"):
             updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
@@ -122,7 +144,7 @@ def summarize(sums: dict) -> dict:
     def mean(total, count):
         return float(total) / float(count) if count else float("nan")
 
-    return {"loss": mean(sums["loss"], sums["tokens"]),
-            "accuracy": mean(sums["correct"], sums["tokens"]),
+    return {"loss": mean(sums["loss"], sums["targets"]),
+            "accuracy": mean(sums["correct"], sums["targets"]),
             "grad_norm": mean(sums["grad_norm"], sums["steps"]),
             "skipped_updates": int(sums["nonfinite"])}

@@ -1,0 +1,278 @@
+"""python -m train.suite {listops,mqar} [--out DIR] [--size SIZE] [--variants V,..] [--jobs N]
+                       [--steps N]
+
+Runs one quality comparison of the attention variants, each run a `python -m train` of
+its own (its workdir kept under OUT/<name>_runs/, so a cut suite resumes where it
+stopped and every run can be inspected), then writes quality_<name>.json, .md and .png
+to OUT with the commands that made them.
+
+listops: every variant in an encoder (configs/listops_<variant>.py; the bidirectional
+Linformer) on ListOps, test accuracy at the end of training; --size full is the Long
+Range Arena's budget, small the 2-layer d-64 model, local a CPU-sized run. The data is
+written to --data first if that folder holds none.
+mqar: every causal variant on multi-query associative recall (configs/mqar.py) at
+sequence lengths 64 to 512 and 4 to 64 key-value pairs: held-out answer accuracy per
+(length, pairs), drawn as a heatmap per variant; --size local is a small grid on a CPU.
+
+--jobs N runs N trainings at once (on a GPU each gets 1/N of its memory): small models
+leave most of a GPU idle.
+"""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from typing import NamedTuple
+
+from configs.mqar import ATTENTION_KWARGS as MQAR_ATTENTION
+from configs.mqar import SIZES as MQAR_SIZES
+from lowrank_jax.tasks import mqar as mqar_task
+from train.cli import Parser, RawEpilogFormatter, word_list
+from train.errors import UserError, exit_on_user_error
+from train.metrics import read_metrics
+
+PROGRAM = "python -m train.suite"
+VARIANTS = ("standard", "deep_qkv", "lowrank_qk", "linformer")
+# Long Range Arena, ListOps test accuracy (Tay et al. 2021, table 1).
+LRA_LISTOPS = {"standard": 0.3637, "linformer": 0.3570}
+LISTOPS_SIZES = {"full": "", "small": ":small", "local": ":local"}
+MQAR_GRID = {"full": ((64, 128, 256, 512), (4, 16, 64)), "local": ((32, 64), (2, 4))}
+
+
+class Run(NamedTuple):
+    name: str                 # its workdir under OUT/<suite>_runs/
+    config: str               # the --config argument
+    overrides: tuple          # --config.FIELD=VALUE arguments
+    row: dict                 # what identifies it in the results
+
+
+def listops_runs(size: str, variants, data: str) -> list[Run]:
+    return [Run(variant, f"configs/listops_{variant}.py{LISTOPS_SIZES[size]}",
+                (f"--config.listops.path={data}",), {"variant": variant})
+            for variant in variants]
+
+
+def mqar_runs(size: str, variants) -> list[Run]:
+    """Each cell of the grid whose rows hold the pairs (mqar.check_shape); the causal
+    Linformer's blocks scale with the length as configs/mqar.py sizes them."""
+    model = MQAR_SIZES["" if size == "full" else "local"][0]
+    lengths, pair_counts = MQAR_GRID[size]
+    runs = []
+    for variant in variants:
+        for length in lengths:
+            for pairs in pair_counts:
+                if mqar_task.check_shape(model["vocab_size"], length + 1, pairs):
+                    continue
+                kwargs = MQAR_ATTENTION[variant](model["d_model"] // model["n_heads"], length)
+                overrides = (f"--config.model.max_len={length}",
+                             f"--config.mqar.num_pairs={pairs}",
+                             *(f"--config.model.attention_kwargs.{k}={v}" for k, v in
+                               kwargs.items()))
+                arg = variant + ("" if size == "full" else ",local")
+                runs.append(Run(f"{variant}_L{length}_p{pairs}", f"configs/mqar.py:{arg}",
+                                overrides, {"variant": variant, "L": length, "pairs": pairs}))
+    return runs
+
+
+def command(run: Run, workdir: str, steps: int | None) -> list[str]:
+    """`python -m train` for the run; `steps` shortens it (with its schedule) for a quick look."""
+    shorter = () if steps is None else (
+        f"--config.steps={steps}", f"--config.warmup_steps={max(1, steps // 10)}",
+        f"--config.log_every={max(1, steps // 4)}", f"--config.eval_every={steps}",
+        f"--config.checkpoint_every={steps}")
+    return [sys.executable, "-m", "train", "--config", run.config, "--workdir", workdir,
+            *run.overrides, *shorter]
+
+
+def environment(jobs: int) -> dict:
+    """Several trainings on one GPU: each takes its share of the memory as it needs it."""
+    env = dict(os.environ)
+    if jobs > 1:
+        env.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
+        env.setdefault("XLA_PYTHON_CLIENT_MEM_FRACTION", f"{0.9 / jobs:.3f}")
+    return env
+
+
+def run_all(runs: list[Run], folder: str, jobs: int, steps: int | None, after_each=None,
+            progress=print) -> dict[str, dict]:
+    """{run name: {"seconds", "returncode"}}; `jobs` at a time, each logging to
+    folder/<name>.log; `after_each(timings so far)` when one ends."""
+    os.makedirs(folder, exist_ok=True)
+    done = {run.name: timing_of(folder, run.name) for run in runs
+            if finished(os.path.join(folder, run.name))}
+    waiting, running = [run for run in runs if run.name not in done], {}
+    env = environment(jobs)
+    while waiting or running:
+        while waiting and len(running) < jobs:
+            run = waiting.pop(0)
+            log = open(os.path.join(folder, f"{run.name}.log"), "w")
+            process = subprocess.Popen(command(run, os.path.join(folder, run.name), steps),
+                                       stdout=log, stderr=subprocess.STDOUT, env=env)
+            running[run.name] = (process, log, time.monotonic())
+        time.sleep(0.5)
+        for name, (process, log, started) in list(running.items()):
+            if process.poll() is None:
+                continue
+            log.close()
+            del running[name]
+            done[name] = {"seconds": time.monotonic() - started,
+                          "returncode": process.returncode}
+            with open(os.path.join(folder, f"{name}.timing.json"), "w") as f:
+                json.dump(done[name], f)
+            state = "done" if process.returncode == 0 else f"failed ({last_line(log.name)})"
+            progress(f"[{len(done)}/{len(runs)}] {name}: {state} in "
+                     f"{done[name]['seconds']:.0f} s")
+            if after_each:
+                after_each(done)
+    return done
+
+
+def timing_of(folder: str, name: str) -> dict:
+    """What run_all measured of a run it ran before (its wall-clock seconds)."""
+    try:
+        with open(os.path.join(folder, f"{name}.timing.json")) as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return {"seconds": None, "returncode": 0}
+
+
+def finished(workdir: str) -> bool:
+    """The run was evaluated at its last step already (a suite started again skips it)."""
+    try:
+        with open(os.path.join(workdir, "config.json")) as f:
+            steps = json.load(f)["steps"]
+        records = read_metrics(workdir)
+    except (OSError, ValueError, KeyError):
+        return False
+    return any(r["step"] == steps and any(k.startswith("eval/") for k in r) for r in records)
+
+
+def last_line(path: str) -> str:
+    with open(path, encoding="utf-8", errors="replace") as f:
+        lines = [line.strip() for line in f if line.strip()]
+    return lines[-1] if lines else "no output"
+
+
+def curves(workdir: str) -> dict:
+    """The run's training loss and its evaluations, step by step."""
+    records = read_metrics(workdir)
+    return {"train": [(r["step"], r["loss"]) for r in records if "loss" in r],
+            "eval": [{"step": r["step"], **{k.removeprefix("eval/"): v for k, v in r.items()
+                                            if k.startswith("eval/")}}
+                     for r in records if any(k.startswith("eval/") for k in r)]}
+
+
+def collect(runs: list[Run], folder: str, timings: dict, metric: str) -> list[dict]:
+    """A results row per run: its identity, its last evaluation's figures (`metric` first),
+    its steps and batch, the wall-clock seconds and its curves; a failed run keeps its error."""
+    rows = []
+    for run in runs:
+        workdir = os.path.join(folder, run.name)
+        timing = timings.get(run.name, {})
+        row = {**run.row, metric: None, "command": " ".join(command(run, workdir, None)[1:])}
+        try:
+            with open(os.path.join(workdir, "config.json")) as f:
+                config = json.load(f)
+            found = curves(workdir)
+        except (OSError, ValueError):
+            rows.append({**row, "error": last_line(os.path.join(folder, f"{run.name}.log"))
+                         if os.path.exists(os.path.join(folder, f"{run.name}.log")) else "not run"})
+            continue
+        final = found["eval"][-1] if found["eval"] else {}
+        if timing.get("returncode", 0) != 0 or metric not in final:
+            row["error"] = last_line(os.path.join(folder, f"{run.name}.log"))
+        rows.append({**row, **{k: v for k, v in final.items() if k != "step"},
+                     "steps": final.get("step"), "batch": config["batch_size"],
+                     "seconds": timing.get("seconds"), "curves": found})
+    return rows
+
+
+def main(argv: list[str]) -> None:
+    parser = Parser(prog=PROGRAM, description="Runs one quality comparison of the attention "
+                    "variants and writes its figures (JSON, markdown, PNG).",
+                    epilog=__doc__.split("\n\n", 1)[1], formatter_class=RawEpilogFormatter)
+    parser.add_argument("suite", choices=["listops", "mqar"])
+    parser.add_argument("--out", default=None,
+                        help="folder for the results (default: a fresh folder under runs/)")
+    parser.add_argument("--size", default=None,
+                        help="listops: full, small or local (default small); mqar: full or "
+                             "local (default full)")
+    parser.add_argument("--variants", type=word_list(list(VARIANTS)), default=list(VARIANTS))
+    parser.add_argument("--jobs", type=int, default=1, help="trainings run at once")
+    parser.add_argument("--steps", type=int, default=None,
+                        help="train each run this many steps instead of its config's")
+    parser.add_argument("--data", default=None,
+                        help="listops: the folder of LRA's files (default data/listops, "
+                             "data/listops_local for --size local)")
+    with exit_on_user_error(PROGRAM):
+        args = parser.parse_args(argv[1:])
+        sizes = LISTOPS_SIZES if args.suite == "listops" else MQAR_GRID
+        size = args.size or ("small" if args.suite == "listops" else "full")
+        if size not in sizes:
+            raise UserError(f"--size={size!r} is not allowed for {args.suite}; choose one of "
+                            f"{', '.join(sizes)}.")
+        if args.jobs < 1 or args.steps is not None and args.steps < 1:
+            raise UserError("--jobs and --steps are not allowed below 1.")
+        out = args.out or os.path.join("runs", time.strftime("suite-%Y%m%d-%H%M%S"))
+        folder = os.path.join(out, f"{args.suite}_runs")
+        if args.suite == "listops":
+            data = args.data or ("data/listops_local" if size == "local" else "data/listops")
+            write_listops_if_missing(data, size)
+            runs, metric = listops_runs(size, args.variants, data), "test_accuracy"
+        else:
+            runs, metric = mqar_runs(size, args.variants), "answer_accuracy"
+    command_line = " ".join([PROGRAM, *argv[1:]])
+
+    def write(timings: dict) -> str:
+        """The results so far (a cut suite keeps the runs that finished)."""
+        return write_results(args.suite, size, command_line, out,
+                             collect(runs, folder, timings, metric))
+
+    timings = run_all(runs, folder, args.jobs, args.steps, after_each=write)
+    print(write(timings))
+    failed = [name for name, t in timings.items() if t["returncode"] != 0]
+    if failed:
+        print(f"{len(failed)} run(s) failed; their logs are in {folder}", file=sys.stderr)
+        sys.exit(1)
+
+
+def write_results(suite: str, size: str, command_line: str, out: str, rows: list[dict]) -> str:
+    """quality_<suite>.json, .md and .png in `out`; returns the markdown."""
+    from train import suite_report
+
+    result = {"benchmark": f"quality_{suite}", "size": size, "command": command_line,
+              "machine": machine(), "results": rows}
+    os.makedirs(out, exist_ok=True)
+    stem = os.path.join(out, result["benchmark"])
+    with open(stem + ".json", "w") as f:
+        json.dump(result, f, indent=1)
+    text = suite_report.REPORTS[suite](result, stem + ".png")
+    with open(stem + ".md", "w") as f:
+        f.write(text)
+    return text + f"\nwritten: {stem}.json, .md, .png"
+
+
+def write_listops_if_missing(data: str, size: str) -> None:
+    """LRA's sizes, or for the local suite fewer and shorter examples."""
+    from train import listops
+
+    if all(os.path.exists(os.path.join(data, name)) for name in listops.FILES.values()):
+        return
+    print(f"writing the ListOps data into {data} first")
+    if size == "local":
+        listops.write_splits(data, {"train": 5000, "val": 500, "test": 500}, 0, (16, 128))
+    else:
+        listops.write_splits(data, {"train": 96_000, "val": 2_000, "test": 2_000}, 0)
+
+
+def machine() -> dict:
+    import jax
+
+    return {"device": jax.devices()[0].device_kind, "backend": jax.default_backend(),
+            "jax": jax.__version__, "date": time.strftime("%Y-%m-%d")}
+
+
+if __name__ == "__main__":
+    main(sys.argv)

@@ -1,0 +1,103 @@
+"""The quality suites' markdown tables and PNGs (train/suite.py makes the results)."""
+from __future__ import annotations
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only: CI and the GPU machine have no display
+import matplotlib.pyplot as plt
+import numpy as np
+
+from train.plots import save
+
+
+def heading(result: dict, title: str) -> list[str]:
+    m = result["machine"]
+    return [f"# {title}", "", f"`{result['command']}` on {m['device']} ({m['date']}; jax "
+            f"{m['jax']}). Each run's own command is in the JSON.", ""]
+
+
+def percent(value) -> str:
+    return "-" if value is None else f"{100 * value:.2f}%"
+
+
+def listops_report(result: dict, png: str) -> str:
+    from train.suite import LRA_LISTOPS
+
+    rows = result["results"]
+    lines = heading(result, f"ListOps, every variant in an encoder ({result['size']} size)")
+    lines += ["Test accuracy after the last step (basic_test.tsv); LRA's published "
+              "figures beside them (Transformer 36.37%, Linformer 35.70%).", "",
+              "| variant | test accuracy | val accuracy | LRA | steps x batch | wall s |",
+              "|---|---|---|---|---|---|"]
+    for r in rows:
+        if r.get("test_accuracy") is None:
+            lines.append(f"| {r['variant']} | {r.get('error', 'not run')} | | | | |")
+            continue
+        lines.append(f"| {r['variant']} | {percent(r['test_accuracy'])} | "
+                     f"{percent(r.get('val_accuracy'))} | {percent(LRA_LISTOPS.get(r['variant']))}"
+                     f" | {r['steps']:,} x {r['batch']} | {r['seconds'] or 0:.0f} |")
+    plot_listops(rows, png, LRA_LISTOPS)
+    return "\n".join(lines) + "\n"
+
+
+def plot_listops(rows: list[dict], png: str, reference: dict) -> None:
+    done = [r for r in rows if r.get("test_accuracy") is not None]
+    fig, (bars, curves) = plt.subplots(1, 2, figsize=(11, 4), constrained_layout=True)
+    names = [r["variant"] for r in done]
+    bars.bar(names, [100 * r["test_accuracy"] for r in done], color="tab:blue")
+    for name, value in reference.items():
+        bars.axhline(100 * value, ls="--", lw=1, color="grey")
+        bars.annotate(f"LRA {name} {100 * value:.2f}", (0, 100 * value), fontsize="small",
+                      xytext=(0, 3), textcoords="offset points")
+    bars.set(ylabel="test accuracy (%)", title="ListOps test accuracy")
+    for r in done:
+        steps = [e["step"] for e in r["curves"]["eval"]]
+        curves.plot(steps, [100 * e["val_accuracy"] for e in r["curves"]["eval"]], marker=".",
+                    label=r["variant"])
+    curves.set(xlabel="step", ylabel="validation accuracy (%)", title="learning curves")
+    curves.grid(True, alpha=0.3)
+    curves.legend(fontsize="small")
+    save(fig, png)
+
+
+def mqar_report(result: dict, png: str) -> str:
+    rows = result["results"]
+    variants = list(dict.fromkeys(r["variant"] for r in rows))
+    lengths = sorted({r["L"] for r in rows})
+    pairs = sorted({r["pairs"] for r in rows})
+    accuracy = {(r["variant"], r["L"], r["pairs"]): r.get("answer_accuracy") for r in rows}
+    lines = heading(result, "Multi-query associative recall: held-out answer accuracy")
+    lines += ["Rows: variant and key-value pairs; columns: sequence length. '-': the pairs do "
+              "not fit in the row, or the run failed.", "",
+              "| variant | pairs | " + " | ".join(f"L {n}" for n in lengths) + " |",
+              "|---|---|" + "---|" * len(lengths)]
+    for variant in variants:
+        for p in pairs:
+            lines.append(f"| {variant} | {p} | " + " | ".join(
+                percent(accuracy.get((variant, n, p))) for n in lengths) + " |")
+    failed = [r for r in rows if "error" in r]
+    lines += [""] + [f"- {r['variant']} L {r['L']} pairs {r['pairs']} failed: {r['error']}"
+                     for r in failed]
+    plot_mqar(variants, lengths, pairs, accuracy, png)
+    return "\n".join(lines) + "\n"
+
+
+def plot_mqar(variants, lengths, pairs, accuracy: dict, png: str) -> None:
+    fig, axes = plt.subplots(1, len(variants), figsize=(3.2 * len(variants) + 1, 3.2),
+                             squeeze=False, constrained_layout=True)
+    for ax, variant in zip(axes[0], variants):
+        grid = np.array([[np.nan if accuracy.get((variant, n, p)) is None
+                          else 100 * accuracy[(variant, n, p)] for n in lengths] for p in pairs])
+        mesh = ax.imshow(grid, vmin=0, vmax=100, cmap="RdYlGn", origin="lower", aspect="auto")
+        for i, j in np.ndindex(grid.shape):
+            if not np.isnan(grid[i, j]):
+                ax.text(j, i, f"{grid[i, j]:.0f}", ha="center", va="center", fontsize="small")
+        ax.set_xticks(range(len(lengths)), lengths)
+        ax.set_yticks(range(len(pairs)), pairs)
+        ax.set(title=variant, xlabel="sequence length")
+    axes[0][0].set_ylabel("key-value pairs")
+    fig.colorbar(mesh, ax=axes, shrink=0.8, label="answer accuracy (%)")
+    save(fig, png)
+
+
+REPORTS = {"listops": listops_report, "mqar": mqar_report}
