@@ -62,3 +62,18 @@ def x64():
 def float64_config(**changes) -> ModelConfig:
     with x64():
         return small_config(dtype="float64", param_dtype="float64", **changes)
+
+
+# The modules whose tests take longest, started first: under pytest-xdist (--dist
+# loadscope: a module's tests, and so its module fixtures, stay on one worker) a long
+# module that starts last would leave the other workers idle at the end.
+LONGEST_FIRST = ("test_readme.py", "test_interruptions.py", "test_faults.py",
+                 "test_sharding.py", "test_classification.py", "test_text.py")
+
+
+def pytest_collection_modifyitems(items):
+    def rank(item):
+        name = item.path.name
+        return LONGEST_FIRST.index(name) if name in LONGEST_FIRST else len(LONGEST_FIRST)
+
+    items.sort(key=rank)

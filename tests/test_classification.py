@@ -114,14 +114,25 @@ def test_a_resumed_classifier_run_equals_an_unbroken_one(data_dir, tmp_path):
 
 
 @pytest.mark.parametrize("config_file", ["listops_deep_qkv", "listops_lowrank_qk"])
-def test_every_encoder_variant_trains_a_step(data_dir, tmp_path, config_file):
+def test_every_encoder_variant_takes_a_finite_step_and_learns(data_dir, config_file):
+    """The train step on a labelled task for the variants the runs above leave out (standard
+    and the bidirectional Linformer train there): two steps on one batch lower its loss."""
     import importlib
 
-    make = importlib.import_module(f"configs.{config_file}").get_config
-    config = local_config(data_dir, make=make, steps=2, warmup_steps=1, log_every=1,
-                          eval_every=2, checkpoint_every=2)
-    summary = train_and_evaluate(config, str(tmp_path / "w"))
-    assert np.isfinite(summary["train"]["loss"]) and 0 <= summary["eval"]["eval/test_accuracy"] <= 1
+    config = local_config(data_dir, make=importlib.import_module(f"configs.{config_file}")
+                          .get_config)
+    spec = run_spec(config)
+    model_cfg, task = check_train_config(spec, load_rows(spec.options, LENGTHS[1]))
+    model = Classifier(model_cfg, task.num_classes)
+    rows = task.make_batch(jax.random.key(0), 16, task.data)
+    params = model.init(jax.random.key(1), rows[:, :-1])["params"]
+    loss_fn = jax.jit(jax.value_and_grad(lambda p: make_loss_fn(model, task)(
+        p, rows, jax.random.key(2))[0]))
+    before, grads = loss_fn(params)
+    for _ in range(2):
+        params = jax.tree.map(lambda p, g: p - 0.05 * g, params, grads)
+        after, grads = loss_fn(params)
+    assert np.isfinite(float(before)) and float(after) < float(before)
 
 
 @pytest.mark.parametrize("content, message", [

@@ -63,7 +63,6 @@ def corrupt(path):
 DAMAGE = {  # what is done to checkpoints/20, and the file the warning must name
     "truncated manifest": (lambda d: truncate(state_file(d, "manifest.ocdbt")), "manifest.ocdbt"),
     "deleted _METADATA": (lambda d: os.remove(state_file(d, "_METADATA")), "20"),
-    "deleted manifest": (lambda d: os.remove(state_file(d, "manifest.ocdbt")), "20"),
     "corrupted data": (lambda d: [corrupt(p) for p in glob.glob(os.path.join(d, "state", "**", "d", "*"),
                                                               recursive=True)], "20"),
     "corrupted record": (lambda d: corrupt(os.path.join(d, "meta", "metadata")), "20"),
