@@ -67,8 +67,9 @@ def float64_config(**changes) -> ModelConfig:
 # The modules whose tests take longest, started first: under pytest-xdist (--dist
 # loadscope: a module's tests, and so its module fixtures, stay on one worker) a long
 # module that starts last would leave the other workers idle at the end.
-LONGEST_FIRST = ("test_readme.py", "test_interruptions.py", "test_faults.py",
-                 "test_sharding.py", "test_classification.py", "test_text.py")
+LONGEST_FIRST = ("test_interruptions.py", "test_readme.py", "test_faults.py",
+                 "test_sharding.py", "test_training.py", "test_text.py", "test_classification.py",
+                 "test_generate.py", "test_cli.py", "test_mqar.py", "test_fast_paths.py")
 
 
 def pytest_collection_modifyitems(items):
