@@ -21,7 +21,7 @@ from helpers import run, start, wait_until
 SCHEDULE = dict(steps=1000, warmup_steps=20, log_every=100, eval_every=500,
                 checkpoint_every=250, keep_checkpoints=3, num_devices=1)
 FLAGS = [f"--config.{k}={v}" for k, v in SCHEDULE.items()]
-KILLS = 6
+KILLS = 4
 
 
 def train(workdir, *extra):
