@@ -169,23 +169,25 @@ def collect(runs: list[Run], folder: str, timings: dict, metric: str) -> list[di
     its steps and batch, the wall-clock seconds and its curves; a failed run keeps its error."""
     rows = []
     for run in runs:
-        workdir = os.path.join(folder, run.name)
-        timing = timings.get(run.name, {})
+        workdir, log = os.path.join(folder, run.name), os.path.join(folder, f"{run.name}.log")
+        timing = timings.get(run.name)
         row = {**run.row, metric: None, "command": " ".join(command(run, workdir, None)[1:])}
+        # A run not ended yet (or cut with the suite) is unfinished, not failed.
+        problem = ("not run" if not os.path.exists(log) else "not finished" if timing is None
+                   else last_line(log))
         try:
             with open(os.path.join(workdir, "config.json")) as f:
                 config = json.load(f)
             found = curves(workdir)
         except (OSError, ValueError):
-            rows.append({**row, "error": last_line(os.path.join(folder, f"{run.name}.log"))
-                         if os.path.exists(os.path.join(folder, f"{run.name}.log")) else "not run"})
+            rows.append({**row, "error": problem})
             continue
         final = found["eval"][-1] if found["eval"] else {}
-        if timing.get("returncode", 0) != 0 or metric not in final:
-            row["error"] = last_line(os.path.join(folder, f"{run.name}.log"))
+        if timing is None or timing["returncode"] != 0 or metric not in final:
+            row["error"] = problem
         rows.append({**row, **{k: v for k, v in final.items() if k != "step"},
                      "steps": final.get("step"), "batch": config["batch_size"],
-                     "seconds": timing.get("seconds"), "curves": found})
+                     "seconds": (timing or {}).get("seconds"), "curves": found})
     return rows
 
 

@@ -76,7 +76,7 @@ def mqar_report(result: dict, png: str) -> str:
             lines.append(f"| {variant} | {p} | " + " | ".join(
                 percent(accuracy.get((variant, n, p))) for n in lengths) + " |")
     failed = [r for r in rows if "error" in r]
-    lines += [""] + [f"- {r['variant']} L {r['L']} pairs {r['pairs']} failed: {r['error']}"
+    lines += [""] + [f"- {r['variant']} L {r['L']} pairs {r['pairs']}: {r['error']}"
                      for r in failed]
     plot_mqar(variants, lengths, pairs, accuracy, png)
     return "\n".join(lines) + "\n"
