@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from lowrank_jax import GPT, UserError
-from lowrank_jax.attention import attention_path
+from lowrank_jax.attention import attention_path, core
 from lowrank_jax.attention import linformer_ops as linformer
 
 from conftest import small_config
@@ -39,14 +39,45 @@ def test_fast_path_only_on_a_gpu_in_half_precision(attention):
     assert attention_path(cfg) == ("fast" if jax.default_backend() == "gpu" else "plain")
 
 
-@pytest.mark.parametrize("attention", EXAMPLES)
-def test_padding_masks_keep_the_fast_path_only_where_it_handles_them(attention):
-    cfg = gpu_sized(attention, EXAMPLES[attention])
-    # cuDNN masks by lengths only; the Linformer hides padding itself on both paths.
-    expected = "fast" if attention == "linformer" else "plain"
-    assert attention_path(cfg, padded=True, backend="gpu") == expected
-    encoder = gpu_sized("linformer", {"k": 16}, causal=False)
-    assert attention_path(encoder, padded=True, backend="gpu") == "fast"
+@pytest.mark.parametrize("lengths,holes,expected", [
+    ((5, 8, 1), (), True),          # real tokens first in every row
+    ((0, 8, 3), (), True),          # an all-padding row (a filler row) is right-padded too
+    ((5, 8, 1), ((0, 2),), False),  # a hole inside row 0
+    ((5, 8, 1), ((2, 7),), False),  # a real token after row 2's padding
+])
+def test_cudnn_masks_a_padded_batch_by_lengths_only_when_it_is_right_padded(lengths, holes,
+                                                                          expected):
+    mask = np.arange(8)[None, :] < np.array(lengths)[:, None]
+    for row, col in holes:
+        mask[row, col] = not mask[row, col]
+    assert bool(core.right_padded(jnp.asarray(mask))) == expected
+
+
+def test_a_padded_batch_goes_to_cudnn_by_lengths_and_any_other_mask_to_the_softmax(monkeypatch):
+    """On a CPU, a stand-in for cuDNN answers with the lengths it is given; the other
+    branch must be the masked softmax in values and gradients. tests/test_gpu.py runs the
+    real cuDNN."""
+    def stand_in(q, k, v, *, causal, scale, lengths_B):
+        return jnp.zeros_like(v) + lengths_B[:, None, None, None].astype(v.dtype)
+
+    monkeypatch.setattr(core, "cudnn_attention", stand_in)
+    q, k, v = (jax.random.normal(jax.random.key(i), (2, 8, 2, 4)) for i in range(3))
+    right = jnp.arange(8)[None, :] < jnp.array([[5], [0]])
+    holes = right.at[0, 2].set(False)
+
+    def attend(q, k, v, mask):
+        return core.padded_cudnn_attention(q, k, v, mask, causal=True, scale=0.5)
+
+    def softmax(q, k, v, mask):
+        return core.softmax_attention(q, k, v, core.self_attention_mask(8, True, mask), 0.5)[0]
+
+    # An all-padding row gets length 1.
+    np.testing.assert_array_equal(attend(q, k, v, right)[:, 0, 0, 0], [5, 1])
+    np.testing.assert_allclose(attend(q, k, v, holes), softmax(q, k, v, holes), rtol=1e-6)
+    grads = [jax.grad(lambda q, k, v: f(q, k, v, holes).sum(), (0, 1, 2))(q, k, v)
+             for f in (attend, softmax)]
+    for a, b in zip(*grads, strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
 
 
 @pytest.mark.parametrize("changes,expected", [

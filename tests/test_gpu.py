@@ -9,7 +9,7 @@ import pytest
 
 from configs.abc_sort import get_config
 from lowrank_jax import GPT, ModelConfig
-from lowrank_jax.attention import attention_path
+from lowrank_jax.attention import attention_path, core
 from lowrank_jax.attention import linformer_ops as linformer
 from lowrank_jax.model import Classifier
 from train.loop import train_and_evaluate
@@ -45,16 +45,26 @@ def assert_close(fast, plain, tolerance=TOLERANCE):
                                atol=tolerance * scale)
 
 
-def model_and_inputs(cfg, length, seed, padded=False):
+def model_and_inputs(cfg, length, seed, padding=None):
+    """`padding`: None, "right" (each row's real tokens first: cuDNN masks by lengths) or
+    "holes" (random holes and a padded tail: the token variants fall back to the mask)."""
     keys = jax.random.split(jax.random.key(seed), 3)
     tokens = jax.random.randint(keys[0], (4, length), 0, cfg.vocab_size)
     mask = None
-    if padded:  # random holes, a padded tail, and one row without padding
+    if padding == "holes":
         mask = jax.random.uniform(keys[1], (4, length)) > 0.2
         mask = mask.at[1, length // 2:].set(False).at[2].set(True)
+    if padding == "right":  # one row without padding, one of a single token
+        lengths = jnp.array([length // 3, 1, length, length - 5])
+        mask = jnp.arange(length)[None, :] < lengths[:, None]
     model = GPT(cfg) if cfg.causal else Classifier(cfg, num_classes=10)
     params = model.init(keys[2], tokens, mask)["params"]
     return model, params, tokens, mask
+
+
+def real_outputs(out, mask):
+    """What a padded position outputs is nobody's: the GPT's padded rows are zeroed."""
+    return out if mask is None or out.ndim == 2 else out * mask[..., None]
 
 
 def fast_and_plain(model, params, tokens, mask):
@@ -65,33 +75,34 @@ def fast_and_plain(model, params, tokens, mask):
     return fast, plain
 
 
-def runs_a_kernel(fn, params) -> bool:
-    """cuDNN's fused attention in the compiled program, or our Pallas kernel in the jaxpr."""
-    return ("cudnn$fmha" in fn.lower(params).compile().as_text().lower()
-            or "pallas_call" in str(jax.make_jaxpr(fn)(params)))
+def compiled_with_kernel(fn, params):
+    """(fn compiled for params, whether it runs cuDNN's fused attention (in the compiled
+    program) or our Pallas kernel (in the jaxpr)); one compile serves both."""
+    compiled = fn.lower(params).compile()
+    return compiled, ("cudnn$fmha" in compiled.as_text().lower()
+                      or "pallas_call" in str(jax.make_jaxpr(fn)(params)))
 
 
 @pytest.mark.parametrize("name", CASES)
-@pytest.mark.parametrize("padded", [False, True])
-def test_fast_path_equals_plain_form(name, padded):
+@pytest.mark.parametrize("padding", [None, "right", "holes"])
+def test_fast_path_equals_plain_form(name, padding):
     overrides, length = CASES[name]
     cfg = model_config(**overrides)
-    # cuDNN masks only by lengths, so padded token variants take the plain form.
-    expected = "plain" if padded and cfg.attention != "linformer" else "fast"
-    assert attention_path(cfg, padded) == expected
-    model, params, tokens, mask = model_and_inputs(cfg, length, seed=len(name), padded=padded)
-    fast, plain = fast_and_plain(model, params, tokens, mask)
-    assert runs_a_kernel(fast, params) == (expected == "fast")
-    assert not runs_a_kernel(plain, params)
-    assert_close(fast(params), plain(params))
+    assert attention_path(cfg) == "fast"
+    model, params, tokens, mask = model_and_inputs(cfg, length, seed=len(name), padding=padding)
+    (fast, fast_kernel), (plain, plain_kernel) = (
+        compiled_with_kernel(fn, params) for fn in fast_and_plain(model, params, tokens, mask))
+    assert fast_kernel and not plain_kernel
+    assert_close(real_outputs(fast(params), mask), real_outputs(plain(params), mask))
     exact = (GPT if cfg.causal else lambda c: Classifier(c, 10))(cfg.replace(dtype="float32"))
-    assert_close(fast(params), exact.apply({"params": params}, tokens, mask))
+    assert_close(real_outputs(fast(params), mask),
+                 real_outputs(exact.apply({"params": params}, tokens, mask), mask))
 
     def loss(p, weights):
         out = model.apply({"params": p}, tokens, mask, mutable=["intermediates"] if weights
                           else False)
         out = out[0] if weights else out
-        return jnp.mean(jax.nn.log_softmax(out)[..., 0])
+        return jnp.mean(real_outputs(jax.nn.log_softmax(out), mask)[..., 0])
 
     g_fast = jax.jit(jax.grad(lambda p: loss(p, False)))(params)
     g_plain = jax.jit(jax.grad(lambda p: loss(p, True)))(params)
@@ -148,6 +159,28 @@ def test_kernel_matches_float32_reference(block_size, slots, length):
                           vjp_plain(cotangent), strict=True):
         rel = float(jnp.linalg.norm(a.astype(jnp.float32) - b) / jnp.linalg.norm(b))
         assert rel < 2e-2, (name, rel)
+
+
+@pytest.mark.parametrize("causal,lengths", [(True, None), (False, (100, 256))])
+def test_lowrank_qk_gives_cudnn_its_r_wide_queries_and_keys(causal, lengths):
+    """No padding to the values' width: cuDNN does r/d of the score work, with the same
+    output as the zero-padded form."""
+    keys = jax.random.split(jax.random.key(3), 3)
+    q, k = (jax.random.normal(kk, (2, 256, 4, 16), jnp.bfloat16) for kk in keys[:2])
+    v = jax.random.normal(keys[2], (2, 256, 4, 64), jnp.bfloat16)
+    lengths = None if lengths is None else jnp.array(lengths, jnp.int32)
+    narrow = jax.jit(lambda q, k, v: core.cudnn_attention(q, k, v, causal=causal, scale=0.125,
+                                                          lengths_B=lengths))
+    assert "stablehlo.pad" not in narrow.lower(q, k, v).as_text()
+    padded = [jnp.pad(x, ((0, 0), (0, 0), (0, 0), (0, 48))) for x in (q, k)]
+    wide = jax.nn.dot_product_attention(*padded, v, scale=0.125, is_causal=causal,
+                                        query_seq_lengths=lengths,
+                                        key_value_seq_lengths=lengths, implementation="cudnn")
+    out = narrow(q, k, v)
+    if lengths is not None:   # padded queries' outputs are nobody's
+        real = (jnp.arange(256)[None, :] < lengths[:, None])[:, :, None, None]
+        out, wide = out * real, wide * real
+    assert_close(out, wide, tolerance=1e-2)
 
 
 def test_bf16_standard_training_on_gpu(tmp_path):

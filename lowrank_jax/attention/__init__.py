@@ -23,10 +23,11 @@ def weights_are_per_token(cfg) -> bool:
     return ATTENTIONS[cfg.attention].TOKEN_COLUMNS
 
 
-def attention_path(cfg, padded: bool = False, backend: str | None = None) -> str:
+def attention_path(cfg, backend: str | None = None) -> str:
     """"fast" or "plain": the path cfg's attention takes in a forward pass on `backend`
-    (default: this machine's) when the attention weights are not asked for."""
-    return "fast" if ATTENTIONS[cfg.attention].fast_path(cfg, padded, backend) else "plain"
+    (default: this machine's) when the attention weights are not asked for. Under a padding
+    mask that is not right padding, standard, deep_qkv and lowrank_qk take the plain form."""
+    return "fast" if ATTENTIONS[cfg.attention].fast_path(cfg, backend) else "plain"
 
 
 def shared_module_names() -> set[str]:

@@ -24,7 +24,7 @@ Class attributes and hooks (defaults here):
 - EXAMPLES: a few option sets that fit a small model (max_len 16, d_head 4); the test
   suite runs every check on each of them that fits the model at hand, so a new variant
   is tested by being registered. An example with "causal": False is for encoders.
-- fast_path(cfg, padded, backend=None): whether a forward pass takes a GPU fast path.
+- fast_path(cfg, backend=None): whether a forward pass takes a GPU fast path.
 - shared_module(cfg): a module every layer's attention shares (e.g. the layerwise
   Linformer's E), or None; the GPT creates it once under SHARED_NAME and passes it to
   each layer as `shared`.
@@ -56,8 +56,8 @@ class Attention(nn.Module):
         return kwargs
 
     @staticmethod
-    def fast_path(cfg: "ModelConfig", padded: bool, backend: str | None = None) -> bool:
-        return core.token_fast_path(cfg, padded, backend)
+    def fast_path(cfg: "ModelConfig", backend: str | None = None) -> bool:
+        return core.token_fast_path(cfg, backend)
 
     @classmethod
     def shared_module(cls, cfg: "ModelConfig") -> nn.Module | None:

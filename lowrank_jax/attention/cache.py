@@ -67,11 +67,17 @@ def attention_over_tokens(module: nn.Module, q_BLHD, k_BLHD, v_BLHD, padding_mas
                           lengths_B) -> jax.Array:
     """The attention of a variant that attends to every earlier token (1/sqrt(d_head) scale):
     cuDNN flash attention where core.token_fast_path allows and the weights are not asked
-    for, else masked softmax attention; through the K/V cache in decode mode."""
+    for (masked by lengths where a batch is right-padded), else masked softmax attention;
+    through the K/V cache in decode mode."""
     cfg = module.cfg
     scale = cfg.d_head ** -0.5
-    if core.token_fast_path(cfg, padding_mask_BL is not None) and not core.wants_weights(module):
-        attend = functools.partial(core.cudnn_attention, causal=cfg.causal, scale=scale)
+    if core.token_fast_path(cfg) and not core.wants_weights(module):
+        if padding_mask_BL is None:
+            attend = functools.partial(core.cudnn_attention, causal=cfg.causal, scale=scale)
+        else:
+            attend = functools.partial(core.padded_cudnn_attention,
+                                       padding_mask_BL=padding_mask_BL, causal=cfg.causal,
+                                       scale=scale)
     else:
         attend = functools.partial(core.self_attention, module, causal=cfg.causal,
                                    padding_mask_BL=padding_mask_BL, scale=scale)

@@ -10,6 +10,9 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 from flax import linen as nn
+# jax's own cuDNN binding, under jax.nn.dot_product_attention: the one way to give cuDNN
+# queries and keys narrower than the values (narrow_cudnn_attention).
+from jax._src.cudnn import fused_attention_stablehlo as cudnn_fmha
 
 from lowrank_jax.partitioning import logical
 
@@ -75,20 +78,70 @@ def cudnn_head_fits(width: int) -> bool:
     return width % 8 == 0 and width <= 128
 
 
-def token_fast_path(cfg, padded: bool, backend: str | None = None) -> bool:
+def token_fast_path(cfg, backend: str | None = None) -> bool:
     """Whether a variant that attends to every earlier token (standard, deep_qkv, lowrank_qk)
-    runs cuDNN: half precision on a GPU and no padding mask (cuDNN masks only by lengths)."""
-    return fast_hardware(cfg.compute_dtype, backend) and cudnn_head_fits(cfg.d_head) and not padded
+    runs cuDNN: half precision on a GPU and a head width cuDNN takes. With a padding mask
+    the choice is made per batch (padded_cudnn_attention)."""
+    return fast_hardware(cfg.compute_dtype, backend) and cudnn_head_fits(cfg.d_head)
 
 
-def cudnn_attention(q_BLHK, k_BSHK, v_BSHD, *, causal: bool, scale: float) -> jax.Array:
-    """Flash attention through cuDNN. Queries and keys narrower than the values (lowrank_qk's
-    r) are zero-padded to the values' width: the extra columns add 0 to every score."""
-    pad = v_BSHD.shape[-1] - q_BLHK.shape[-1]
-    if pad:
-        q_BLHK, k_BSHK = (jnp.pad(x, ((0, 0), (0, 0), (0, 0), (0, pad))) for x in (q_BLHK, k_BSHK))
+def cudnn_attention(q_BLHK, k_BSHK, v_BSHD, *, causal: bool, scale: float,
+                    lengths_B=None) -> jax.Array:
+    """Flash attention through cuDNN. `lengths_B`: each row's real tokens are its first
+    lengths_B[b] (queries and keys). Queries and keys narrower than the values (lowrank_qk's
+    r) go to cuDNN as they are where it takes them, else zero-padded to the values' width:
+    the extra columns add 0 to every score."""
+    if q_BLHK.shape[-1] != v_BSHD.shape[-1]:
+        try:
+            return narrow_cudnn_attention(q_BLHK, k_BSHK, v_BSHD, causal=causal, scale=scale,
+                                          lengths_B=lengths_B)
+        except NotImplementedError:   # cuDNN older than 9.10, or a GPU before Hopper
+            pad = v_BSHD.shape[-1] - q_BLHK.shape[-1]
+            q_BLHK, k_BSHK = (jnp.pad(x, ((0, 0), (0, 0), (0, 0), (0, pad)))
+                              for x in (q_BLHK, k_BSHK))
     return jax.nn.dot_product_attention(q_BLHK, k_BSHK, v_BSHD, scale=scale, is_causal=causal,
-                                        implementation="cudnn")
+                                        query_seq_lengths=lengths_B,
+                                        key_value_seq_lengths=lengths_B, implementation="cudnn")
+
+
+def narrow_cudnn_attention(q_BLHR, k_BSHR, v_BSHD, *, causal: bool, scale: float,
+                           lengths_B=None) -> jax.Array:
+    """cuDNN with queries and keys r wide against d-wide values, through jax's cuDNN binding:
+    jax.nn.dot_product_attention refuses unequal widths, but cuDNN >= 9.10 on Hopper takes
+    them (its multi-head latent attention case), doing r/d of the score matmul's work.
+    benchmarks/cudnn_mla_qk.py measured it: 1.03-1.10x cuDNN at d = 64 from 1K to 32K."""
+    mask_type = {(False, False): cudnn_fmha.MaskType.NO_MASK,
+                 (True, False): cudnn_fmha.MaskType.CAUSAL,
+                 (False, True): cudnn_fmha.MaskType.PADDING,
+                 (True, True): cudnn_fmha.MaskType.PADDING_CAUSAL}[causal, lengths_B is not None]
+    return cudnn_fmha.dot_product_attention(q_BLHR, k_BSHR, v_BSHD, None, None, lengths_B,
+                                            lengths_B, scale=scale, mask_type=mask_type)
+
+
+def right_padded(padding_mask_BL) -> jax.Array:
+    """True when in every row the real tokens come first: the one kind of padding cuDNN
+    masks (by lengths)."""
+    return jnp.all(padding_mask_BL[:, 1:] <= padding_mask_BL[:, :-1])
+
+
+def padded_cudnn_attention(q_BLHK, k_BLHK, v_BLHD, padding_mask_BL, *, causal: bool,
+                           scale: float) -> jax.Array:
+    """Self-attention under a padding mask: cuDNN by lengths when the batch is right-padded
+    (every labelled task's rows are), else the masked softmax. The fallback is recomputed in
+    the backward pass, so that its (B, H, L, L) weights are never kept beside cuDNN's.
+    Padded queries' outputs differ between the two (both finite); nothing reads them."""
+    def by_lengths(q, k, v, mask_BL):
+        # At least 1: an all-padding row (a filler row of the last eval batch) stays finite.
+        lengths_B = jnp.maximum(mask_BL.sum(1, dtype=jnp.int32), 1)
+        return cudnn_attention(q, k, v, causal=causal, scale=scale, lengths_B=lengths_B)
+
+    @jax.checkpoint
+    def by_mask(q, k, v, mask_BL):
+        mask = self_attention_mask(q.shape[1], causal, mask_BL)
+        return softmax_attention(q, k, v, mask, scale)[0]
+
+    return jax.lax.cond(right_padded(padding_mask_BL), by_lengths, by_mask, q_BLHK, k_BLHK,
+                        v_BLHD, padding_mask_BL)
 
 
 def at_least_float32(dtype):

@@ -135,10 +135,9 @@ class LinformerAttention(Attention):
         return None
 
     @staticmethod
-    def fast_path(cfg: "ModelConfig", padded: bool, backend: str | None = None) -> bool:
+    def fast_path(cfg: "ModelConfig", backend: str | None = None) -> bool:
         """Half precision on a GPU, and a shape the kernel (causal) or cuDNN (bidirectional)
         takes; padding masks are handled on either path."""
-        del padded
         kw = cfg.attention_kwargs
         fits = (linformer_kernel.supports(kw["block_size"], cfg.d_head) if kw["causal"]
                 else core.cudnn_head_fits(cfg.d_head))
@@ -225,8 +224,7 @@ class LinformerAttention(Attention):
             k_BLHD, v_BLHD = k_BLHD * keep_BL11, v_BLHD * keep_BL11
         E, F = (P.astype(cfg.compute_dtype) for P in self.projections())
         scale = cfg.d_head ** -0.5
-        fast = (self.fast_path(cfg, padding_mask_BL is not None)
-                and not core.wants_weights(self))
+        fast = self.fast_path(cfg) and not core.wants_weights(self)
 
         def attend(q_BLHD, k_BLHD, v_BLHD):
             if fast and kw["causal"]:

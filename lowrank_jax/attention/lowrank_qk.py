@@ -6,8 +6,8 @@ U is learnable, shared by every head, and starts orthonormal. U is folded into t
 projections (x (W_q,h U)), so the score matmul and the key cache are r wide instead
 of d_k; the function is the same. The scores are still an L x L matrix: the cost is
 O(L^2 r), not the O(L r) the seed states. On a GPU in bf16/fp16 the scores never exist
-either: Q' and K' are zero-padded to V's width and go through cuDNN flash attention
-(core.cudnn_attention), which gives the same scores.
+either: Q' and K' go r wide through cuDNN flash attention against the d_k-wide V
+(core.cudnn_attention), zero-padded to d_k where cuDNN does not take unequal widths.
 """
 from __future__ import annotations
 
