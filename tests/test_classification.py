@@ -202,6 +202,30 @@ def test_the_mqar_grid_keeps_the_cells_that_fit_and_scales_the_linformer_blocks(
     assert "--config.model.attention_kwargs.block_slots=16" in linformer.overrides
 
 
+def test_the_lm_suite_gives_every_run_the_same_tokens_and_keeps_lumensparks_ratio():
+    runs = suite.lm_runs("full", ["linformer", "lumenspark"])
+    assert [r.name for r in runs] == ["linformer_L1024", "linformer_L8192", "lumenspark_L1024",
+                                      "lumenspark_L8192"]
+    for r in runs:
+        fields = dict(o.removeprefix("--config.").split("=") for o in r.overrides)
+        assert int(fields["batch_size"]) * r.row["L"] == 65_536 and fields["steps"] == "2000"
+        if r.row["variant"] == "lumenspark":   # the seed's k = 128 of 512 tokens
+            assert int(fields["model.attention_kwargs.k"]) * 4 == r.row["L"]
+    assert runs[0].config == "configs/lm_linformer.py" and runs[2].config == "configs/lumenspark.py"
+
+
+def test_training_seconds_add_up_each_logged_window_at_its_rate():
+    records = [{"step": 10, "steps_per_second": 5.0}, {"step": 10, "eval/bits_per_byte": 3.0},
+               {"step": 30, "steps_per_second": 10.0}]
+    assert suite.training_seconds(records) == [(10, 2.0), (30, 4.0)]
+
+
+def test_lumenspark_is_an_lm_suite_variant_only():
+    assert_clean_error(run("train.suite", "listops", "--variants", "lumenspark"),
+                       "--variants=lumenspark is not allowed for listops; choose from standard, "
+                       "deep_qkv, lowrank_qk, linformer.")
+
+
 def test_a_bad_suite_size_is_one_sentence():
     assert_clean_error(run("train.suite", "mqar", "--size", "small"),
                        "--size='small' is not allowed for mqar; choose one of full, local.")

@@ -1,5 +1,5 @@
-"""python -m train.suite {listops,mqar} [--out DIR] [--size SIZE] [--variants V,..] [--jobs N]
-                       [--steps N]
+"""python -m train.suite {listops,mqar,lm} [--out DIR] [--size SIZE] [--variants V,..]
+                          [--jobs N] [--steps N]
 
 Runs one quality comparison of the attention variants, each run a `python -m train` of
 its own (its workdir kept under OUT/<name>_runs/, so a cut suite resumes where it
@@ -13,6 +13,10 @@ written to --data first if that folder holds none.
 mqar: every causal variant on multi-query associative recall (configs/mqar.py) at
 sequence lengths 64 to 512 and 4 to 64 key-value pairs: held-out answer accuracy per
 (length, pairs), drawn as a heatmap per variant; --size local is a small grid on a CPU.
+lm: every causal variant and the lumenspark preset as a language model on the default
+corpus (configs/lm_<variant>.py, configs/lumenspark.py) at a short and a long context,
+the same tokens per step and steps for all: validation bits per byte against tokens and
+against wall-clock seconds; --size local is a CPU-sized run.
 
 --jobs N runs N trainings at once (on a GPU each gets 1/N of its memory): small models
 leave most of a GPU idle.
@@ -39,6 +43,21 @@ VARIANTS = ("standard", "deep_qkv", "lowrank_qk", "linformer")
 LRA_LISTOPS = {"standard": 0.3637, "linformer": 0.3570}
 LISTOPS_SIZES = {"full": "", "small": ":small", "local": ":local"}
 MQAR_GRID = {"full": ((64, 128, 256, 512), (4, 16, 64)), "local": ((32, 64), (2, 4))}
+LM_VARIANTS = (*VARIANTS, "lumenspark")
+# Context lengths, tokens per step (the batch is tokens // length) and steps.
+LM_GRID = {"full": ((1024, 8192), 65_536, 2000), "local": ((64, 128), 2048, 300)}
+
+
+class Suite(NamedTuple):
+    sizes: tuple[str, ...]
+    default_size: str
+    variants: tuple[str, ...]
+    metric: str               # the figure of a run's last evaluation that the table reports
+
+
+SUITES = {"listops": Suite(tuple(LISTOPS_SIZES), "small", VARIANTS, "test_accuracy"),
+          "mqar": Suite(tuple(MQAR_GRID), "full", VARIANTS, "answer_accuracy"),
+          "lm": Suite(tuple(LM_GRID), "full", LM_VARIANTS, "bits_per_byte")}
 
 
 class Run(NamedTuple):
@@ -76,12 +95,37 @@ def mqar_runs(size: str, variants) -> list[Run]:
     return runs
 
 
+def lm_runs(size: str, variants) -> list[Run]:
+    """Each variant at each length with the same tokens per step and steps. The lumenspark
+    preset names its Linformer by k, kept at a quarter of the length as in the seed (128 of
+    512); configs/lm_linformer.py's blocks keep that ratio at any length by themselves."""
+    lengths, tokens, steps = LM_GRID[size]
+    runs = []
+    for variant in variants:
+        config = ("configs/lumenspark.py" if variant == "lumenspark"
+                  else f"configs/lm_{variant}.py") + ("" if size == "full" else ":local")
+        for length in lengths:
+            overrides = (f"--config.model.max_len={length}",
+                         f"--config.batch_size={tokens // length}",
+                         *schedule(steps, evaluations=8, logs=20),
+                         *((f"--config.model.attention_kwargs.k={length // 4}",)
+                           if variant == "lumenspark" else ()))
+            runs.append(Run(f"{variant}_L{length}", config, overrides,
+                            {"variant": variant, "L": length}))
+    return runs
+
+
+def schedule(steps: int, evaluations: int = 1, logs: int = 4) -> tuple[str, ...]:
+    """`steps` steps, their warm-up, logging, evaluations and checkpoints in proportion."""
+    return (f"--config.steps={steps}", f"--config.warmup_steps={max(1, steps // 10)}",
+            f"--config.log_every={max(1, steps // logs)}",
+            f"--config.eval_every={max(1, steps // evaluations)}",
+            f"--config.checkpoint_every={max(1, steps // min(evaluations, 4))}")
+
+
 def command(run: Run, workdir: str, steps: int | None) -> list[str]:
     """`python -m train` for the run; `steps` shortens it (with its schedule) for a quick look."""
-    shorter = () if steps is None else (
-        f"--config.steps={steps}", f"--config.warmup_steps={max(1, steps // 10)}",
-        f"--config.log_every={max(1, steps // 4)}", f"--config.eval_every={steps}",
-        f"--config.checkpoint_every={steps}")
+    shorter = () if steps is None else schedule(steps)
     return [sys.executable, "-m", "train", "--config", run.config, "--workdir", workdir,
             *run.overrides, *shorter]
 
@@ -156,12 +200,25 @@ def last_line(path: str) -> str:
 
 
 def curves(workdir: str) -> dict:
-    """The run's training loss and its evaluations, step by step."""
+    """The run's training loss, its training seconds so far (compiles and evaluations left
+    out) and its evaluations, step by step."""
     records = read_metrics(workdir)
     return {"train": [(r["step"], r["loss"]) for r in records if "loss" in r],
+            "seconds": training_seconds(records),
             "eval": [{"step": r["step"], **{k.removeprefix("eval/"): v for k, v in r.items()
                                             if k.startswith("eval/")}}
                      for r in records if any(k.startswith("eval/") for k in r)]}
+
+
+def training_seconds(records: list[dict]) -> list[tuple[int, float]]:
+    """(step, seconds of training up to it) at each log record, from each window's rate."""
+    points, seconds, previous = [], 0.0, 0
+    for r in records:
+        if r.get("steps_per_second"):
+            seconds += (r["step"] - previous) / r["steps_per_second"]
+            previous = r["step"]
+            points.append((r["step"], seconds))
+    return points
 
 
 def collect(runs: list[Run], folder: str, timings: dict, metric: str) -> list[dict]:
@@ -195,13 +252,14 @@ def main(argv: list[str]) -> None:
     parser = Parser(prog=PROGRAM, description="Runs one quality comparison of the attention "
                     "variants and writes its figures (JSON, markdown, PNG).",
                     epilog=__doc__.split("\n\n", 1)[1], formatter_class=RawEpilogFormatter)
-    parser.add_argument("suite", choices=["listops", "mqar"])
+    parser.add_argument("suite", choices=list(SUITES))
     parser.add_argument("--out", default=None,
                         help="folder for the results (default: a fresh folder under runs/)")
     parser.add_argument("--size", default=None,
-                        help="listops: full, small or local (default small); mqar: full or "
-                             "local (default full)")
-    parser.add_argument("--variants", type=word_list(list(VARIANTS)), default=list(VARIANTS))
+                        help="listops: full, small or local (default small); mqar and lm: "
+                             "full or local (default full)")
+    parser.add_argument("--variants", type=word_list(list(LM_VARIANTS)), default=None,
+                        help="default: every variant (lm: and lumenspark)")
     parser.add_argument("--jobs", type=int, default=1, help="trainings run at once")
     parser.add_argument("--steps", type=int, default=None,
                         help="train each run this many steps instead of its config's")
@@ -210,11 +268,16 @@ def main(argv: list[str]) -> None:
                              "data/listops_local for --size local)")
     with exit_on_user_error(PROGRAM):
         args = parser.parse_args(argv[1:])
-        sizes = LISTOPS_SIZES if args.suite == "listops" else MQAR_GRID
-        size = args.size or ("small" if args.suite == "listops" else "full")
-        if size not in sizes:
+        suite = SUITES[args.suite]
+        size = args.size or suite.default_size
+        if size not in suite.sizes:
             raise UserError(f"--size={size!r} is not allowed for {args.suite}; choose one of "
-                            f"{', '.join(sizes)}.")
+                            f"{', '.join(suite.sizes)}.")
+        variants = args.variants or list(suite.variants)
+        unknown = [v for v in variants if v not in suite.variants]
+        if unknown:
+            raise UserError(f"--variants={','.join(unknown)} is not allowed for {args.suite}; "
+                            f"choose from {', '.join(suite.variants)}.")
         if args.jobs < 1 or args.steps is not None and args.steps < 1:
             raise UserError("--jobs and --steps are not allowed below 1.")
         out = args.out or os.path.join("runs", time.strftime("suite-%Y%m%d-%H%M%S"))
@@ -222,9 +285,10 @@ def main(argv: list[str]) -> None:
         if args.suite == "listops":
             data = args.data or ("data/listops_local" if size == "local" else "data/listops")
             write_listops_if_missing(data, size)
-            runs, metric = listops_runs(size, args.variants, data), "test_accuracy"
+            runs = listops_runs(size, variants, data)
         else:
-            runs, metric = mqar_runs(size, args.variants), "answer_accuracy"
+            runs = (mqar_runs if args.suite == "mqar" else lm_runs)(size, variants)
+        metric = suite.metric
     command_line = " ".join([PROGRAM, *argv[1:]])
 
     def write(timings: dict) -> str:
@@ -270,6 +334,9 @@ def write_listops_if_missing(data: str, size: str) -> None:
 
 
 def machine() -> dict:
+    # This process only asks for the device's name: it must not take the memory the
+    # trainings it starts next need (run_all copied their environment before this).
+    os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
     import jax
 
     return {"device": jax.devices()[0].device_kind, "backend": jax.default_backend(),

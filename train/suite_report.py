@@ -100,4 +100,60 @@ def plot_mqar(variants, lengths, pairs, accuracy: dict, png: str) -> None:
     save(fig, png)
 
 
-REPORTS = {"listops": listops_report, "mqar": mqar_report}
+def lm_report(result: dict, png: str) -> str:
+    rows = result["results"]
+    lines = heading(result, "Language models at equal tokens: validation bits per byte")
+    lines += ["Every run sees the same tokens per step for the same steps (the batch is the "
+              "tokens over the context length). 'training s' leaves compiles and "
+              "evaluations out; 'wall s' is the whole run.", "",
+              "| variant | context | val bits/byte | tokens | training s | wall s |",
+              "|---|---|---|---|---|---|"]
+    for r in sorted(rows, key=lambda r: (r["L"], r["variant"])):
+        if r.get("bits_per_byte") is None:
+            lines.append(f"| {r['variant']} | {r['L']:,} | {r.get('error', 'not run')} | | | |")
+            continue
+        lines.append(f"| {r['variant']} | {r['L']:,} | {r['bits_per_byte']:.4f} | "
+                     f"{tokens_seen(r, r['steps']):,} | {training_time(r):.0f} | "
+                     f"{r['seconds'] or 0:.0f} |")
+    plot_lm(rows, png)
+    return "\n".join(lines) + "\n"
+
+
+def tokens_seen(row: dict, step: int) -> int:
+    return step * row["batch"] * row["L"]
+
+
+def training_time(row: dict, step: int | None = None) -> float:
+    """Training seconds up to `step` (default: the last), read off the logged rates."""
+    points = row["curves"]["seconds"]
+    if not points:
+        return 0.0
+    steps, seconds = zip(*points)
+    return float(np.interp(row["steps"] if step is None else step, (0, *steps), (0, *seconds)))
+
+
+def plot_lm(rows: list[dict], png: str) -> None:
+    done = [r for r in rows if r.get("bits_per_byte") is not None]
+    lengths = sorted({r["L"] for r in done}) or [None]
+    fig, axes = plt.subplots(2, len(lengths), figsize=(5 * len(lengths), 7), squeeze=False,
+                             constrained_layout=True)
+    for column, length in enumerate(lengths):
+        by_tokens, by_seconds = axes[0][column], axes[1][column]
+        for r in (r for r in done if r["L"] == length):
+            evals = r["curves"]["eval"]
+            bpb = [e["bits_per_byte"] for e in evals]
+            by_tokens.plot([tokens_seen(r, e["step"]) / 1e6 for e in evals], bpb, marker=".",
+                           label=r["variant"])
+            by_seconds.plot([training_time(r, e["step"]) for e in evals], bpb, marker=".",
+                            label=r["variant"])
+        by_tokens.set(xlabel="tokens (millions)", ylabel="validation bits per byte",
+                      title=f"context {length:,}" if length else "no run finished")
+        by_seconds.set(xlabel="training seconds", ylabel="validation bits per byte")
+        for ax in (by_tokens, by_seconds):
+            ax.grid(True, alpha=0.3)
+            if ax.lines:
+                ax.legend(fontsize="small")
+    save(fig, png)
+
+
+REPORTS = {"listops": listops_report, "mqar": mqar_report, "lm": lm_report}
