@@ -160,16 +160,21 @@ def test_a_broken_config_file_is_named_with_its_line(text, message, tmp_path):
 
 
 def test_attention_option_the_config_file_does_not_list(tmp_path):
+    """--dry-run builds the model from the resolved config, as training would."""
     result = run("train", "--config", "configs/abc_sort.py:linformer", "--workdir", str(tmp_path),
-                 "--config.model.attention_kwargs.k=4", *QUICK)
+                 "--config.model.attention_kwargs.k=4", "--dry-run")
     assert result.returncode == 0, result.stderr
-    assert "block_slots=1" in result.stdout and "k=4" in result.stdout
+    resolved = json.loads(result.stdout[:result.stdout.rindex("}") + 1])["model"]
+    assert resolved["attention_kwargs"] == {"causal": True, "block_size": 2, "block_slots": 1,
+                                            "k": 4}
+    assert "trainable parameters" in result.stdout
 
 
 def test_config_argument_picks_the_attention_variant(tmp_path):
-    result = run("train", "--config", "configs/abc_sort.py:standard", "--workdir", str(tmp_path), *QUICK)
+    result = run("train", "--config", "configs/abc_sort.py:standard", "--workdir", str(tmp_path),
+                 "--dry-run")
     assert result.returncode == 0, result.stderr
-    assert "attention standard()" in result.stdout
+    assert json.loads(result.stdout[:result.stdout.rindex("}") + 1])["model"]["attention"] == "standard"
     assert_clean_error(run("train", "--config", "configs/abc_sort.py:flash", "--workdir", str(tmp_path)),
                        "attention='flash' is not allowed")
 

@@ -213,26 +213,12 @@ def test_one_text_file_is_a_corpus(tmp_path):
         assert summary["step"] == 4 and 0 < summary["eval"]["eval/bits_per_byte"] < 8.0
 
 
-def test_generation_needs_the_workdir_alone(corpus_dir, tmp_path):
-    """The tokenizer is in the workdir: the corpus (and its token cache) may be gone."""
+def test_without_the_corpus_evaluation_reads_the_token_cache_and_generation_the_workdir(
+        corpus_dir, tmp_path):
+    """The tokenizer is in the workdir: with the corpus gone, evaluation reads the token
+    cache; with the cache gone too, generation still works and evaluation is refused."""
     from train.pretrained import load_pretrained
 
-    corpus = shutil.copytree(corpus_dir, tmp_path / "corpus")
-    config = tiny_config(corpus, tmp_path / "cache", steps=4)
-    workdir = str(tmp_path / "run")
-    train_and_evaluate(config, workdir)
-    shutil.rmtree(corpus)
-    shutil.rmtree(tmp_path / "cache")
-    model, _, tokenizer, _ = load_pretrained(workdir)
-    assert model.cfg.vocab_size == tokenizer.vocab_size == 256
-    result = run("train.generate", "--workdir", workdir, "--prompt", "def", "--max-new-tokens", "3")
-    assert result.returncode == 0 and result.stdout.startswith("def"), result.stderr
-    assert_clean_error(run("train.evaluate", "--workdir", workdir),
-                       f"is gone and so is the token cache made from it in {tmp_path / 'cache'}; "
-                       "put the corpus back to evaluate or resume.")
-
-
-def test_evaluation_reads_the_token_cache_when_the_corpus_is_gone(corpus_dir, tmp_path):
     corpus = shutil.copytree(corpus_dir, tmp_path / "corpus")
     workdir = str(tmp_path / "run")
     train_and_evaluate(tiny_config(corpus, tmp_path / "cache", steps=4), workdir)
@@ -241,6 +227,14 @@ def test_evaluation_reads_the_token_cache_when_the_corpus_is_gone(corpus_dir, tm
     without = run("train.evaluate", "--workdir", workdir)
     assert with_corpus.returncode == without.returncode == 0, without.stderr
     assert without.stdout == with_corpus.stdout and "bits_per_byte" in without.stdout
+    shutil.rmtree(tmp_path / "cache")
+    model, _, tokenizer, _ = load_pretrained(workdir)
+    assert model.cfg.vocab_size == tokenizer.vocab_size == 256
+    result = run("train.generate", "--workdir", workdir, "--prompt", "def", "--max-new-tokens", "3")
+    assert result.returncode == 0 and result.stdout.startswith("def"), result.stderr
+    assert_clean_error(run("train.evaluate", "--workdir", workdir),
+                       f"is gone and so is the token cache made from it in {tmp_path / 'cache'}; "
+                       "put the corpus back to evaluate or resume.")
 
 
 def test_python_api_loads_and_generates(text_run):
