@@ -69,7 +69,8 @@ def float64_config(**changes) -> ModelConfig:
 # module that starts last would leave the other workers idle at the end.
 LONGEST_FIRST = ("test_interruptions.py", "test_readme.py", "test_faults.py",
                  "test_sharding.py", "test_training.py", "test_text.py", "test_classification.py",
-                 "test_generate.py", "test_cli.py", "test_mqar.py", "test_fast_paths.py")
+                 "test_generate.py", "test_cli.py", "test_mqar.py", "test_fast_paths.py",
+                 "test_multi_gpu.py")
 
 
 def pytest_collection_modifyitems(items):
