@@ -67,12 +67,21 @@ def real_outputs(out, mask):
     return out if mask is None or out.ndim == 2 else out * mask[..., None]
 
 
-def fast_and_plain(model, params, tokens, mask):
-    """Outputs of the fast path and of the plain one (asking for the weights takes it)."""
-    fast = jax.jit(lambda p: model.apply({"params": p}, tokens, mask))
-    plain = jax.jit(lambda p: model.apply({"params": p}, tokens, mask,
-                                          mutable=["intermediates"])[0])
-    return fast, plain
+def outputs_and_gradients(model, tokens, mask, plain: bool):
+    """jit(params -> (outputs, gradients of a loss on the real outputs)) of the fast path,
+    or of the plain one (asking for the attention weights takes it): one program, one
+    compile, for both."""
+    def loss(p):
+        out = model.apply({"params": p}, tokens, mask,
+                          mutable=["intermediates"] if plain else False)
+        out = out[0] if plain else out
+        return jnp.mean(real_outputs(jax.nn.log_softmax(out), mask)[..., 0]), out
+
+    def both(p):
+        (_, out), grads = jax.value_and_grad(loss, has_aux=True)(p)
+        return out, grads
+
+    return jax.jit(both)
 
 
 def compiled_with_kernel(fn, params):
@@ -91,21 +100,14 @@ def test_fast_path_equals_plain_form(name, padding):
     assert attention_path(cfg) == "fast"
     model, params, tokens, mask = model_and_inputs(cfg, length, seed=len(name), padding=padding)
     (fast, fast_kernel), (plain, plain_kernel) = (
-        compiled_with_kernel(fn, params) for fn in fast_and_plain(model, params, tokens, mask))
+        compiled_with_kernel(outputs_and_gradients(model, tokens, mask, plain), params)
+        for plain in (False, True))
     assert fast_kernel and not plain_kernel
-    assert_close(real_outputs(fast(params), mask), real_outputs(plain(params), mask))
+    (out_fast, g_fast), (out_plain, g_plain) = fast(params), plain(params)
+    assert_close(real_outputs(out_fast, mask), real_outputs(out_plain, mask))
     exact = (GPT if cfg.causal else lambda c: Classifier(c, 10))(cfg.replace(dtype="float32"))
-    assert_close(real_outputs(fast(params), mask),
+    assert_close(real_outputs(out_fast, mask),
                  real_outputs(exact.apply({"params": params}, tokens, mask), mask))
-
-    def loss(p, weights):
-        out = model.apply({"params": p}, tokens, mask, mutable=["intermediates"] if weights
-                          else False)
-        out = out[0] if weights else out
-        return jnp.mean(real_outputs(jax.nn.log_softmax(out), mask)[..., 0])
-
-    g_fast = jax.jit(jax.grad(lambda p: loss(p, False)))(params)
-    g_plain = jax.jit(jax.grad(lambda p: loss(p, True)))(params)
     # Relative to the largest gradient: some leaves (key biases) have true gradient 0.
     scale = max(float(jnp.abs(g).max()) for g in jax.tree.leaves(g_plain))
     for a, b in zip(jax.tree.leaves(g_fast), jax.tree.leaves(g_plain), strict=True):
