@@ -30,6 +30,7 @@ from train.bench import train_quietly
 from train.cli import Parser, RawEpilogFormatter, word_list
 from train.errors import UserError, exit_on_user_error
 from train.metrics import read_metrics
+from train.suite import training_seconds
 
 PROGRAM = "python -m train.multi_gpu"
 SIZES = {  # the model, the global batch
@@ -69,8 +70,10 @@ def largest_difference(a: dict[int, float], b: dict[int, float]) -> float:
 
 
 def tokens_per_second(workdir: str, tokens_per_step: int) -> float:
-    """The median over the logged steps, the first few (warming up) left out."""
-    rates = [r["steps_per_second"] for r in read_metrics(workdir) if "steps_per_second" in r]
+    """The median of the per-step rates (from the logged means since the start), the first
+    fifth (warming up) left out."""
+    points = training_seconds(read_metrics(workdir))
+    rates = [(s1 - s0) / (t1 - t0) for (s0, t0), (s1, t1) in zip(points, points[1:]) if t1 > t0]
     return tokens_per_step * statistics.median(rates[len(rates) // 5:])
 
 

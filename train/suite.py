@@ -200,7 +200,7 @@ def last_line(path: str) -> str:
 
 
 def curves(workdir: str) -> dict:
-    """The run's training loss, its training seconds so far (compiles and evaluations left
+    """The run's training loss, its training seconds so far (compiles left
     out) and its evaluations, step by step."""
     records = read_metrics(workdir)
     return {"train": [(r["step"], r["loss"]) for r in records if "loss" in r],
@@ -211,14 +211,11 @@ def curves(workdir: str) -> dict:
 
 
 def training_seconds(records: list[dict]) -> list[tuple[int, float]]:
-    """(step, seconds of training up to it) at each log record, from each window's rate."""
-    points, seconds, previous = [], 0.0, 0
-    for r in records:
-        if r.get("steps_per_second"):
-            seconds += (r["step"] - previous) / r["steps_per_second"]
-            previous = r["step"]
-            points.append((r["step"], seconds))
-    return points
+    """(step, seconds of training up to it) at each log record. A record's steps_per_second
+    is the mean since its process started training, so step / rate is that time (for a run
+    in one process; a resumed one restarts the mean)."""
+    return [(r["step"], r["step"] / r["steps_per_second"]) for r in records
+            if r.get("steps_per_second")]
 
 
 def collect(runs: list[Run], folder: str, timings: dict, metric: str) -> list[dict]:

@@ -104,8 +104,8 @@ def lm_report(result: dict, png: str) -> str:
     rows = result["results"]
     lines = heading(result, "Language models at equal tokens: validation bits per byte")
     lines += ["Every run sees the same tokens per step for the same steps (the batch is the "
-              "tokens over the context length). 'training s' leaves compiles and "
-              "evaluations out; 'wall s' is the whole run.", "",
+              "tokens over the context length). 'training s' leaves compiles out "
+              "(the logged rates' time); 'wall s' is the whole run.", "",
               "| variant | context | val bits/byte | tokens | training s | wall s |",
               "|---|---|---|---|---|---|"]
     for r in sorted(rows, key=lambda r: (r["L"], r["variant"])):
