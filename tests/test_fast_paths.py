@@ -80,6 +80,24 @@ def test_a_padded_batch_goes_to_cudnn_by_lengths_and_any_other_mask_to_the_softm
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
 
 
+def test_narrow_queries_are_zero_padded_where_jax_lacks_its_private_cudnn_binding(monkeypatch):
+    """The binding lowrank_qk's narrow route needs is jax-internal: without it (a jax that
+    moved it), Q' and K' are zero-padded to V's width and the scores stay the same."""
+    def xla_in_place_of_cudnn(q, k, v, *, implementation, **kwargs):
+        assert implementation == "cudnn" and q.shape[-1] == k.shape[-1] == v.shape[-1]
+        return real(q, k, v, implementation="xla", **kwargs)
+
+    real = jax.nn.dot_product_attention
+    monkeypatch.setattr(core, "cudnn_fmha", None)
+    monkeypatch.setattr(jax.nn, "dot_product_attention", xla_in_place_of_cudnn)
+    q, k = (jax.random.normal(jax.random.key(i), (2, 8, 2, 3)) for i in range(2))
+    v = jax.random.normal(jax.random.key(2), (2, 8, 2, 4))
+    mask = core.self_attention_mask(8, True)
+    np.testing.assert_allclose(core.cudnn_attention(q, k, v, causal=True, scale=0.5),
+                               core.softmax_attention(q, k, v, mask, 0.5)[0], rtol=1e-5,
+                               atol=1e-6)
+
+
 @pytest.mark.parametrize("changes,expected", [
     (dict(attention_kwargs={"block_size": 8, "block_slots": 2}), "plain"),   # block < 16
     (dict(attention_kwargs={"block_size": 16, "block_slots": 4}, d_model=96), "plain"),  # D 24

@@ -10,9 +10,13 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 from flax import linen as nn
-# jax's own cuDNN binding, under jax.nn.dot_product_attention: the one way to give cuDNN
-# queries and keys narrower than the values (narrow_cudnn_attention).
-from jax._src.cudnn import fused_attention_stablehlo as cudnn_fmha
+try:
+    # jax's own cuDNN binding, under jax.nn.dot_product_attention: the one way to give cuDNN
+    # queries and keys narrower than the values (narrow_cudnn_attention). It is private, so a
+    # jax that moves it costs only that route (zero-padding takes over), never the import.
+    from jax._src.cudnn import fused_attention_stablehlo as cudnn_fmha
+except ImportError:
+    cudnn_fmha = None
 
 from lowrank_jax.partitioning import logical
 
@@ -110,6 +114,8 @@ def narrow_cudnn_attention(q_BLHR, k_BSHR, v_BSHD, *, causal: bool, scale: float
     jax.nn.dot_product_attention refuses unequal widths, but cuDNN >= 9.10 on Hopper takes
     them (its multi-head latent attention case), doing r/d of the score matmul's work.
     benchmarks/cudnn_mla_qk.py measured it: 1.03-1.10x cuDNN at d = 64 from 1K to 32K."""
+    if cudnn_fmha is None:
+        raise NotImplementedError("this jax has no jax._src.cudnn.fused_attention_stablehlo")
     mask_type = {(False, False): cudnn_fmha.MaskType.NO_MASK,
                  (True, False): cudnn_fmha.MaskType.CAUSAL,
                  (False, True): cudnn_fmha.MaskType.PADDING,
