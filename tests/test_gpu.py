@@ -67,29 +67,30 @@ def real_outputs(out, mask):
     return out if mask is None or out.ndim == 2 else out * mask[..., None]
 
 
-def outputs_and_gradients(model, tokens, mask, plain: bool):
-    """jit(params -> (outputs, gradients of a loss on the real outputs)) of the fast path,
-    or of the plain one (asking for the attention weights takes it): one program, one
-    compile, for both."""
-    def loss(p):
+def outputs_and_gradients(model, plain: bool):
+    """jit((params, tokens, mask) -> (outputs, gradients of a loss on the real outputs)) of
+    the fast path, or of the plain one (asking for the attention weights takes it): one
+    program, one compile, for both. The mask is an argument, as in training: a constant one
+    would let XLA decide the padded path's branch at compile time."""
+    def loss(p, tokens, mask):
         out = model.apply({"params": p}, tokens, mask,
                           mutable=["intermediates"] if plain else False)
         out = out[0] if plain else out
         return jnp.mean(real_outputs(jax.nn.log_softmax(out), mask)[..., 0]), out
 
-    def both(p):
-        (_, out), grads = jax.value_and_grad(loss, has_aux=True)(p)
+    def both(p, tokens, mask):
+        (_, out), grads = jax.value_and_grad(loss, has_aux=True)(p, tokens, mask)
         return out, grads
 
     return jax.jit(both)
 
 
-def compiled_with_kernel(fn, params):
-    """(fn compiled for params, whether it runs cuDNN's fused attention (in the compiled
+def compiled_with_kernel(fn, *args):
+    """(fn compiled for args, whether it runs cuDNN's fused attention (in the compiled
     program) or our Pallas kernel (in the jaxpr)); one compile serves both."""
-    compiled = fn.lower(params).compile()
+    compiled = fn.lower(*args).compile()
     return compiled, ("cudnn$fmha" in compiled.as_text().lower()
-                      or "pallas_call" in str(jax.make_jaxpr(fn)(params)))
+                      or "pallas_call" in str(jax.make_jaxpr(fn)(*args)))
 
 
 @pytest.mark.parametrize("name", CASES)
@@ -100,10 +101,10 @@ def test_fast_path_equals_plain_form(name, padding):
     assert attention_path(cfg) == "fast"
     model, params, tokens, mask = model_and_inputs(cfg, length, seed=len(name), padding=padding)
     (fast, fast_kernel), (plain, plain_kernel) = (
-        compiled_with_kernel(outputs_and_gradients(model, tokens, mask, plain), params)
+        compiled_with_kernel(outputs_and_gradients(model, plain), params, tokens, mask)
         for plain in (False, True))
     assert fast_kernel and not plain_kernel
-    (out_fast, g_fast), (out_plain, g_plain) = fast(params), plain(params)
+    (out_fast, g_fast), (out_plain, g_plain) = (f(params, tokens, mask) for f in (fast, plain))
     assert_close(real_outputs(out_fast, mask), real_outputs(out_plain, mask))
     exact = (GPT if cfg.causal else lambda c: Classifier(c, 10))(cfg.replace(dtype="float32"))
     assert_close(real_outputs(out_fast, mask),
