@@ -74,16 +74,17 @@ def listops_runs(size: str, variants, data: str) -> list[Run]:
 
 
 def mqar_runs(size: str, variants) -> list[Run]:
-    """Each cell of the grid whose rows hold the pairs (mqar.check_shape); the causal
-    Linformer's blocks scale with the length as configs/mqar.py sizes them."""
+    """Each cell of the grid whose rows hold the pairs (mqar.check_shape), every variant
+    side by side from the shortest rows up (a cut suite has compared the cells it reached);
+    the causal Linformer's blocks scale with the length as configs/mqar.py sizes them."""
     model = MQAR_SIZES["" if size == "full" else "local"][0]
     lengths, pair_counts = MQAR_GRID[size]
     runs = []
-    for variant in variants:
-        for length in lengths:
-            for pairs in pair_counts:
-                if mqar_task.check_shape(model["vocab_size"], length + 1, pairs):
-                    continue
+    for length in lengths:
+        for pairs in pair_counts:
+            if mqar_task.check_shape(model["vocab_size"], length + 1, pairs):
+                continue
+            for variant in variants:
                 kwargs = MQAR_ATTENTION[variant](model["d_model"] // model["n_heads"], length)
                 overrides = (f"--config.model.max_len={length}",
                              f"--config.mqar.num_pairs={pairs}",
