@@ -77,10 +77,6 @@ def tokens_per_second(workdir: str, tokens_per_step: int) -> float:
     return tokens_per_step * statistics.median(rates[len(rates) // 5:])
 
 
-def train(config, workdir: str) -> None:
-    train_quietly(config, workdir)
-
-
 def moved(source: str, workdir: str, config) -> dict[int, float]:
     """The run of `source` as if stopped after its middle checkpoint, continued by `config`
     (another number of devices): its losses after the move."""
@@ -89,7 +85,7 @@ def moved(source: str, workdir: str, config) -> dict[int, float]:
     for step in os.listdir(os.path.join(workdir, "checkpoints")):
         if step.isdigit() and int(step) > middle:
             shutil.rmtree(os.path.join(workdir, "checkpoints", step))
-    train(config, workdir)
+    train_quietly(config, workdir)
     return {step: loss for step, loss in losses(workdir).items() if step > middle}
 
 
@@ -103,7 +99,7 @@ def compare_variant(size: str, variant: str, steps: int, data: str, folder: str,
     def run(devices, mesh):
         workdir = os.path.join(folder, f"{variant}_{devices}_{mesh}")
         started = time.perf_counter()
-        train(config(devices, mesh), workdir)
+        train_quietly(config(devices, mesh), workdir)
         progress(f"{variant}, {devices} device(s), {mesh} mesh: {steps} steps in "
                  f"{time.perf_counter() - started:.0f} s")
         return workdir
