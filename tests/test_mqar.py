@@ -1,7 +1,9 @@
 """Multi-query associative recall: rows hold distinct keys with their values and ask for
-each key once later, only the answers are scored, and a short run trains and reports
-answer accuracy; shapes that cannot be made are refused in one sentence."""
+each key once later, the model never reads an answer, only the answers are scored, and a
+short run trains and reports answer accuracy; shapes that cannot be made are refused in
+one sentence."""
 import re
+from types import SimpleNamespace
 
 import jax
 import jax.numpy as jnp
@@ -9,11 +11,14 @@ import numpy as np
 import pytest
 
 from configs.mqar import get_config
-from lowrank_jax.tasks import mqar
-from lowrank_jax.training.step import next_token_metrics
+from lowrank_jax import GPT
+from lowrank_jax.tasks import mqar, mqar_task
+from lowrank_jax.training.step import make_loss_fn, next_token_metrics
 from train.errors import UserError
 from train.loop import train_and_evaluate
 from train.metrics import read_metrics
+
+from conftest import small_config
 
 VOCAB, SEQ, PAIRS = 64, 40, 5
 
@@ -35,6 +40,32 @@ def test_rows_ask_for_every_key_once_after_listing_the_pairs():
         assert set(np.flatnonzero(weight)) == answered
         assert np.count_nonzero(region) == 2 * PAIRS                   # filler elsewhere
     assert len({r.tobytes() for r in rows}) == 50
+
+
+def test_the_model_reads_filler_where_an_answer_is_and_the_rows_elsewhere():
+    """Shown the answers, later queries could be answered by elimination, without recall."""
+    rows = mqar.make_batch(jax.random.key(3), 8, VOCAB, SEQ, PAIRS)
+    inputs = np.asarray(mqar.model_inputs(rows, VOCAB, PAIRS))
+    answers = np.asarray(mqar.answer_weights(rows, VOCAB, PAIRS)) > 0
+    shown = np.asarray(rows[:, :-1]).copy()
+    shown[:, 1:][answers[:, :-1]] = mqar.FILLER
+    np.testing.assert_array_equal(inputs, shown)
+    hidden = np.asarray(rows[:, :-1])[inputs != np.asarray(rows[:, :-1])]
+    # Every answer but a last one past the inputs (a query at the row's end) is hidden.
+    assert len(hidden) >= 8 * (PAIRS - 1) and (hidden >= VOCAB // 2).all()
+
+
+def test_the_training_loss_reads_the_rows_with_their_answers_hidden():
+    model = GPT(small_config(vocab_size=VOCAB, max_len=SEQ - 1))
+    task = mqar_task(model.cfg, SimpleNamespace(num_pairs=PAIRS, eval_examples=4,
+                                                eval_batch_size=4))
+    rows = mqar.make_batch(jax.random.key(4), 4, VOCAB, SEQ, PAIRS)
+    params = model.init(jax.random.key(5), rows[:, :-1])["params"]
+    loss, _ = make_loss_fn(model, task)(params, rows, jax.random.key(6))
+    logits = model.apply({"params": params}, mqar.model_inputs(rows, VOCAB, PAIRS))
+    expected, _ = next_token_metrics(logits, rows[:, 1:], model.cfg.compute_dtype,
+                                     mqar.answer_weights(rows, VOCAB, PAIRS))
+    np.testing.assert_allclose(loss, expected, rtol=1e-6)
 
 
 def test_only_the_answers_count_in_the_loss():

@@ -37,6 +37,8 @@ class Task(NamedTuple):
     data: Any = ()                                          # host arrays the step reads
     # (tokens (B, T)) -> (B, T - 1) weights of the next-token targets; None: all count
     target_weights: Callable[[jax.Array], jax.Array] | None = None
+    # (tokens (B, T)) -> (B, T - 1) what the model reads; None: all but the last token
+    model_inputs: Callable[[jax.Array], jax.Array] | None = None
     num_classes: int = 0                                    # > 0: a labelled task
 
 
@@ -101,7 +103,8 @@ def mqar_task(model_cfg, options, data=None) -> Task:
     return Task(vocab, seq_len, make_batch,
                 lambda logits_fn, data: mqar.evaluate(logits_fn, data, vocab, pairs),
                 mqar.finish_eval, lambda model, params: "", rows,
-                lambda tokens_BT: mqar.answer_weights(tokens_BT, vocab, pairs))
+                lambda tokens_BT: mqar.answer_weights(tokens_BT, vocab, pairs),
+                lambda tokens_BT: mqar.model_inputs(tokens_BT, vocab, pairs))
 
 
 def listops_task(model_cfg, options=None, data=None) -> Task:

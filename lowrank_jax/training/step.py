@@ -81,10 +81,12 @@ def label_metrics(logits_BC, labels_B) -> tuple[jax.Array, dict]:
 
 def make_loss_fn(model, task) -> Callable:
     """(params, rows_BT, dropout key) -> (mean loss, sums) for the task's rows: next tokens
-    (those task.target_weights marks), or, for a labelled task, each row's last token as
-    the label of the tokens before it (0 pads; see lowrank_jax.tasks.Task)."""
+    (those task.target_weights marks, read as task.model_inputs shows them), or, for a
+    labelled task, each row's last token as the label of the tokens before it (0 pads; see
+    lowrank_jax.tasks.Task)."""
     def loss_fn(params, rows_BT, dropout_key):
-        inputs_BL, rngs = rows_BT[:, :-1], {"dropout": dropout_key}
+        inputs_BL = rows_BT[:, :-1] if task.model_inputs is None else task.model_inputs(rows_BT)
+        rngs = {"dropout": dropout_key}
         if task.num_classes:
             logits_BC = model.apply({"params": params}, inputs_BL, inputs_BL != PAD_ID, rngs=rngs)
             with jax.named_scope("loss"):
