@@ -1,8 +1,8 @@
-"""MQAR through a bare optax loop (AdamW at a constant lr, weight decay 0.1, batch 32,
-64 tokens, 2 layers, d 64, 1 head): training loss and answer accuracy every 500 steps, to
-see how long the plateau before recall lasts at a vocabulary size.
+"""MQAR through a bare optax loop (AdamW at a constant lr, weight decay 0.1, 64 tokens,
+2 layers, d 64, 1 head): training loss and answer accuracy every 500 steps, to see how
+long the plateau before recall lasts at a vocabulary size and batch (default 32 rows).
 
-    PYTHONPATH=. python benchmarks/mqar_plateau.py LR STEPS VOCAB PAIRS
+    PYTHONPATH=. python benchmarks/mqar_plateau.py LR STEPS VOCAB PAIRS [BATCH]
 """
 import sys
 
@@ -12,15 +12,15 @@ import optax
 from lowrank_jax import GPT, ModelConfig
 from lowrank_jax.tasks import mqar
 
-SEQ, BATCH = 65, 32
+SEQ = 65
 
 
-def main(lr: float, steps: int, vocab: int, pairs: int) -> None:
+def main(lr: float, steps: int, vocab: int, pairs: int, batch: int = 32) -> None:
     model = GPT(ModelConfig(vocab_size=vocab, max_len=SEQ - 1, d_model=64, n_layers=2,
                             n_heads=1, d_ff=128))
 
     def rows(key):
-        return mqar.make_batch(key, BATCH, vocab, SEQ, pairs)
+        return mqar.make_batch(key, batch, vocab, SEQ, pairs)
 
     params = model.init(jax.random.key(0), rows(jax.random.key(1))[:, :-1])["params"]
     optimizer = optax.adamw(lr, weight_decay=0.1)
@@ -48,4 +48,4 @@ def main(lr: float, steps: int, vocab: int, pairs: int) -> None:
 
 
 if __name__ == "__main__":
-    main(float(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]))
+    main(float(sys.argv[1]), *map(int, sys.argv[2:]))

@@ -95,7 +95,11 @@ def encode(module: nn.Module, cfg: ModelConfig, tokens_BL, padding_mask_BL):
     pos_embed_LE = module.param("pos_embed", logical(embed_init, "seq", "embed"),
                                 (cfg.max_len, cfg.d_model),
                                 cfg.storage_dtype)
-    tokens_BLE, lengths_B = token_embed(tokens_BL), None
+    # Looked up in the storage dtype and cast after: the lookup's gradient is a scatter-add
+    # over the table, which in bfloat16 runs 16-bit atomics that a GPU serialises (MQAR's
+    # d-128 step at batch 256 x 64: 258 ms in bfloat16, the float32 step 2.2 ms on an H200).
+    tokens_BLE = jnp.take(token_embed.embedding, tokens_BL, axis=0).astype(cfg.compute_dtype)
+    lengths_B = None
     if cfg.decoding:
         positions_BL, lengths_B = decode_positions(module, cfg, tokens_BL, padding_mask_BL)
         pos_BLE = pos_embed_LE[positions_BL]
