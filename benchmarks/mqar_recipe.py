@@ -11,7 +11,7 @@ import sys
 
 from train.suite import Run, collect, run_all
 
-STEPS = 3000
+STEPS = 10_000
 
 
 def recipe(name: str, batch: int, lr: float, length: int = 64, pairs: int = 4,
@@ -20,7 +20,7 @@ def recipe(name: str, batch: int, lr: float, length: int = 64, pairs: int = 4,
                  f"--config.model.max_len={length}", f"--config.mqar.num_pairs={pairs}",
                  f"--config.model.d_model={d_model}", f"--config.model.d_ff={2 * d_model}",
                  f"--config.model.n_heads={heads}", f"--config.steps={STEPS}",
-                 "--config.eval_every=500", "--config.log_every=500",
+                 f"--config.eval_every={STEPS // 10}", f"--config.log_every={STEPS // 10}",
                  f"--config.checkpoint_every={STEPS}")
     return Run(name, f"configs/mqar.py:{variant}", overrides,
                {"variant": variant, "L": length, "pairs": pairs, "batch": batch, "lr": lr,

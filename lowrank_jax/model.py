@@ -127,17 +127,26 @@ class GPT(nn.Module):
     cfg: ModelConfig
 
     @nn.compact
-    def __call__(self, tokens_BL: jax.Array, padding_mask_BL: jax.Array | None = None) -> jax.Array:
+    def __call__(self, tokens_BL: jax.Array, padding_mask_BL: jax.Array | None = None,
+                 logit_positions_BP: jax.Array | None = None) -> jax.Array:
+        """`logit_positions_BP`: int (B, P) positions of each row whose logits alone are
+        wanted, (B, P, vocab_size): the LM head is then applied to those P only, which is
+        most of a small model's step when its vocabulary is large (MQAR scores 4-64 of
+        64-512 positions)."""
         cfg = self.cfg
         x_BLE, token_embed = encode(self, cfg, tokens_BL, padding_mask_BL)
+        # N: every position L, or the P asked for (gathered in float32, so that the
+        # gradient's scatter is float32 too; see encode).
+        x_BNE = x_BLE if logit_positions_BP is None else jnp.take_along_axis(
+            x_BLE.astype(jnp.float32), logit_positions_BP[..., None], axis=1).astype(x_BLE.dtype)
         if cfg.tie_embeddings:
-            logits_BLV = token_embed.attend(x_BLE)
+            logits_BNV = token_embed.attend(x_BNE)
         else:
-            logits_BLV = nn.Dense(cfg.vocab_size, use_bias=cfg.use_bias, dtype=cfg.compute_dtype,
+            logits_BNV = nn.Dense(cfg.vocab_size, use_bias=cfg.use_bias, dtype=cfg.compute_dtype,
                                   kernel_init=logical(default_kernel_init, "embed", "vocab"),
-                                  param_dtype=cfg.storage_dtype, name="lm_head")(x_BLE)
-        chex.assert_shape(logits_BLV, (*tokens_BL.shape, cfg.vocab_size))
-        return logits_BLV.astype(at_least_float32(cfg.compute_dtype))
+                                  param_dtype=cfg.storage_dtype, name="lm_head")(x_BNE)
+        chex.assert_shape(logits_BNV, (*x_BNE.shape[:2], cfg.vocab_size))
+        return logits_BNV.astype(at_least_float32(cfg.compute_dtype))
 
 
 class Classifier(nn.Module):

@@ -187,6 +187,8 @@ def test_the_listops_suite_runs_each_variant_and_writes_its_figures(data_dir, tm
         rows = json.load(f)["results"]
     assert [r["variant"] for r in rows] == ["standard"]
     assert 0 <= rows[0]["test_accuracy"] <= 1 and rows[0]["steps"] == 4 and rows[0]["batch"] == 16
+    assert rows[0]["best_val_step"] == 4   # the one evaluation
+    assert rows[0]["test_accuracy_at_best_val"] == rows[0]["test_accuracy"]
     assert (tmp_path / "q" / "quality_listops.png").stat().st_size > 0
     assert "| standard |" in (tmp_path / "q" / "quality_listops.md").read_text()
 
@@ -208,7 +210,7 @@ def test_the_lm_suite_gives_every_run_the_same_tokens_and_keeps_lumensparks_rati
                                       "lumenspark_L8192"]
     for r in runs:
         fields = dict(o.removeprefix("--config.").split("=") for o in r.overrides)
-        assert int(fields["batch_size"]) * r.row["L"] == 65_536 and fields["steps"] == "2000"
+        assert int(fields["batch_size"]) * r.row["L"] == 65_536 and fields["steps"] == "1000"
         if r.row["variant"] == "lumenspark":   # the seed's k = 128 of 512 tokens
             assert int(fields["model.attention_kwargs.k"]) * 4 == r.row["L"]
     assert runs[0].config == "configs/lm_linformer.py" and runs[2].config == "configs/lumenspark.py"
@@ -251,3 +253,21 @@ def test_a_workdir_trained_on_other_files_is_refused_and_left_alone(trained, dat
         train_and_evaluate(local_config(str(other), steps=150, warmup_steps=15, log_every=50,
                                         eval_every=150, checkpoint_every=150), str(workdir))
     assert tree_digest(workdir) == before
+
+
+def test_the_test_accuracy_kept_is_the_one_at_the_best_validation_step():
+    evals = [{"step": 1000, "val_accuracy": 0.30, "test_accuracy": 0.29},
+             {"step": 2000, "val_accuracy": 0.38, "test_accuracy": 0.36},
+             {"step": 3000, "val_accuracy": 0.38, "test_accuracy": 0.40},   # a later tie
+             {"step": 4000, "val_accuracy": 0.33, "test_accuracy": 0.37}]
+    assert suite.at_best_validation(evals) == {"best_val_step": 2000, "best_val_accuracy": 0.38,
+                                               "test_accuracy_at_best_val": 0.36}
+    assert suite.at_best_validation([{"step": 5, "answer_accuracy": 0.5}]) == {}
+
+
+def test_suite_settings_reach_every_run_after_its_own():
+    assert suite.config_overrides(["lr=3e-3", "config.model.d_model=256"]) == (
+        "--config.lr=3e-3", "--config.model.d_model=256")
+    assert_clean_error(run("train.suite", "mqar", "--set", "lr"),
+                       "--set 'lr' is not allowed; give FIELD=VALUE, e.g. --set lr=3e-3 or "
+                       "--set model.d_model=256.")

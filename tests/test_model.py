@@ -100,15 +100,32 @@ def scatter_adds(jaxpr):
                 yield from scatter_adds(inner)
 
 
-def test_bfloat16_model_accumulates_its_embedding_gradient_in_float32():
+@pytest.mark.parametrize("at_positions", [False, True])
+def test_bfloat16_model_accumulates_its_embedding_gradient_in_float32(at_positions):
     # A bfloat16 scatter-add is 16-bit atomics on a GPU: MQAR's d-128 step took 258 ms
     # with it and 2.3 ms without (benchmarks/embedding_scatter_h200.log).
     cfg = small_config(dtype="bfloat16")
     model = GPT(cfg)
     tokens = jnp.zeros((2, cfg.max_len), jnp.int32)
+    positions = jnp.array([[1, 3], [0, 2]]) if at_positions else None
     params = model.init(jax.random.key(0), tokens)["params"]
-    grad = jax.make_jaxpr(jax.grad(lambda p: model.apply({"params": p}, tokens).sum()))(params)
+    grad = jax.make_jaxpr(jax.grad(
+        lambda p: model.apply({"params": p}, tokens, logit_positions_BP=positions).sum()))(params)
     found = list(scatter_adds(grad.jaxpr))
-    assert found, "the token lookup's gradient is a scatter-add"
+    assert len(found) == 1 + at_positions, "the lookups' gradients are scatter-adds"
     assert all(v.aval.dtype == jnp.float32 for eqn in found for v in eqn.invars
                if jnp.issubdtype(v.aval.dtype, jnp.floating))
+
+
+@pytest.mark.parametrize("tie", [True, False])
+def test_logits_at_positions_are_those_of_every_position_picked_out(tie):
+    cfg = small_config(tie_embeddings=tie)
+    model = GPT(cfg)
+    tokens = jax.random.randint(jax.random.key(1), (3, cfg.max_len), 0, cfg.vocab_size)
+    params = model.init(jax.random.key(2), tokens)["params"]
+    positions = jnp.array([[0, 5, 2], [7, 7, 1], [cfg.max_len - 1, 3, 4]])
+    every = model.apply({"params": params}, tokens)
+    picked = model.apply({"params": params}, tokens, logit_positions_BP=positions)
+    assert picked.shape == (3, 3, cfg.vocab_size)
+    np.testing.assert_allclose(picked, every[jnp.arange(3)[:, None], positions], rtol=1e-6,
+                               atol=1e-6)

@@ -13,7 +13,7 @@ import pytest
 from configs.mqar import get_config
 from lowrank_jax import GPT
 from lowrank_jax.tasks import mqar, mqar_task
-from lowrank_jax.training.step import make_loss_fn, next_token_metrics
+from lowrank_jax.training.step import make_loss_fn
 from train.errors import UserError
 from train.loop import train_and_evaluate
 from train.metrics import read_metrics
@@ -55,28 +55,31 @@ def test_the_model_reads_filler_where_an_answer_is_and_the_rows_elsewhere():
     assert len(hidden) >= 8 * (PAIRS - 1) and (hidden >= VOCAB // 2).all()
 
 
-def test_the_training_loss_reads_the_rows_with_their_answers_hidden():
+def test_the_loss_counts_the_answers_alone_read_with_the_answers_hidden():
+    """The step's loss (logits at the answers alone) equals the mean over the answers of
+    the cross-entropy of every position's logits for the rows as model_inputs shows them."""
     model = GPT(small_config(vocab_size=VOCAB, max_len=SEQ - 1))
     task = mqar_task(model.cfg, SimpleNamespace(num_pairs=PAIRS, eval_examples=4,
                                                 eval_batch_size=4))
     rows = mqar.make_batch(jax.random.key(4), 4, VOCAB, SEQ, PAIRS)
     params = model.init(jax.random.key(5), rows[:, :-1])["params"]
-    loss, _ = make_loss_fn(model, task)(params, rows, jax.random.key(6))
+    loss, sums = make_loss_fn(model, task)(params, rows, jax.random.key(6))
     logits = model.apply({"params": params}, mqar.model_inputs(rows, VOCAB, PAIRS))
-    expected, _ = next_token_metrics(logits, rows[:, 1:], model.cfg.compute_dtype,
-                                     mqar.answer_weights(rows, VOCAB, PAIRS))
-    np.testing.assert_allclose(loss, expected, rtol=1e-6)
-
-
-def test_only_the_answers_count_in_the_loss():
-    tokens = mqar.make_batch(jax.random.key(1), 4, VOCAB, SEQ, PAIRS)
-    weights = mqar.answer_weights(tokens, VOCAB, PAIRS)
-    logits = jax.random.normal(jax.random.key(2), (4, SEQ - 1, VOCAB))
-    loss, sums = next_token_metrics(logits, tokens[:, 1:], jnp.float32, weights)
     nll = -jax.nn.log_softmax(logits)[
-        jnp.arange(4)[:, None], jnp.arange(SEQ - 1)[None], tokens[:, 1:]]
+        jnp.arange(4)[:, None], jnp.arange(SEQ - 1)[None], rows[:, 1:]]
+    answers = mqar.answer_weights(rows, VOCAB, PAIRS) > 0
     assert float(sums["targets"]) == 4 * PAIRS
-    np.testing.assert_allclose(loss, nll[weights > 0].mean(), rtol=1e-6)
+    np.testing.assert_allclose(loss, nll[answers].mean(), rtol=1e-5)
+
+
+def test_answer_positions_are_where_the_answer_weights_are():
+    rows = mqar.make_batch(jax.random.key(7), 6, VOCAB, SEQ, PAIRS)
+    positions = np.asarray(mqar.answer_positions(rows, VOCAB, PAIRS))
+    weights = np.asarray(mqar.answer_weights(rows, VOCAB, PAIRS))
+    assert positions.shape == (6, PAIRS)
+    for row_positions, row_weights in zip(positions, weights):
+        np.testing.assert_array_equal(row_positions, np.flatnonzero(row_weights))
+
 
 
 @pytest.mark.parametrize("pairs, message", [

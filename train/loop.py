@@ -117,7 +117,7 @@ def check_same_model(saved: dict, meta: dict) -> None:
 
 def make_eval_fn(model, task):
     return jax.jit(lambda params, data: task.evaluate(
-        lambda *inputs: model.apply({"params": params}, *inputs), data))
+        lambda *inputs, **options: model.apply({"params": params}, *inputs, **options), data))
 
 
 def eval_record(step: int, task, sums: dict) -> dict:

@@ -1,5 +1,5 @@
 """python -m train.suite {listops,mqar,lm} [--out DIR] [--size SIZE] [--variants V,..]
-                          [--jobs N] [--steps N]
+                          [--jobs N] [--steps N] [--set FIELD=VALUE ...]
 
 Runs one quality comparison of the attention variants, each run a `python -m train` of
 its own (its workdir kept under OUT/<name>_runs/, so a cut suite resumes where it
@@ -19,7 +19,8 @@ the same tokens per step and steps for all: validation bits per byte against tok
 against wall-clock seconds; --size local is a CPU-sized run.
 
 --jobs N runs N trainings at once (on a GPU each gets 1/N of its memory): small models
-leave most of a GPU idle.
+leave most of a GPU idle. --set FIELD=VALUE gives every run that config field, after its
+own (`--set batch_size=256 --set lr=3e-3`).
 """
 from __future__ import annotations
 
@@ -45,7 +46,7 @@ LISTOPS_SIZES = {"full": "", "small": ":small", "local": ":local"}
 MQAR_GRID = {"full": ((64, 128, 256, 512), (4, 16, 64)), "local": ((32, 64), (2, 4))}
 LM_VARIANTS = (*VARIANTS, "lumenspark")
 # Context lengths, tokens per step (the batch is tokens // length) and steps.
-LM_GRID = {"full": ((1024, 8192), 65_536, 2000), "local": ((64, 128), 2048, 300)}
+LM_GRID = {"full": ((1024, 8192), 65_536, 1000), "local": ((64, 128), 2048, 300)}
 
 
 class Suite(NamedTuple):
@@ -114,6 +115,16 @@ def lm_runs(size: str, variants) -> list[Run]:
             runs.append(Run(f"{variant}_L{length}", config, overrides,
                             {"variant": variant, "L": length}))
     return runs
+
+
+def config_overrides(settings: list[str]) -> tuple[str, ...]:
+    """--set FIELD=VALUE arguments as --config.FIELD=VALUE ones (after a run's own, so
+    they win)."""
+    bad = [item for item in settings if "=" not in item or item.startswith("=")]
+    if bad:
+        raise UserError(f"--set {bad[0]!r} is not allowed; give FIELD=VALUE, e.g. "
+                        "--set lr=3e-3 or --set model.d_model=256.")
+    return tuple(f"--config.{item.removeprefix('config.')}" for item in settings)
 
 
 def schedule(steps: int, evaluations: int = 1, logs: int = 4) -> tuple[str, ...]:
@@ -241,9 +252,22 @@ def collect(runs: list[Run], folder: str, timings: dict, metric: str) -> list[di
         if timing is None or timing["returncode"] != 0 or metric not in final:
             row["error"] = problem
         rows.append({**row, **{k: v for k, v in final.items() if k != "step"},
+                     **at_best_validation(found["eval"]),
                      "steps": final.get("step"), "batch": config["batch_size"],
                      "seconds": (timing or {}).get("seconds"), "curves": found})
     return rows
+
+
+def at_best_validation(evals: list[dict]) -> dict:
+    """A labelled run's test accuracy at its evaluation of highest validation accuracy
+    (the earliest of ties): the model an early-stopped run would keep, chosen without
+    looking at the test split. {} for a run without both accuracies."""
+    scored = [e for e in evals if "val_accuracy" in e and "test_accuracy" in e]
+    if not scored:
+        return {}
+    best = max(scored, key=lambda e: e["val_accuracy"])
+    return {"best_val_step": best["step"], "best_val_accuracy": best["val_accuracy"],
+            "test_accuracy_at_best_val": best["test_accuracy"]}
 
 
 def main(argv: list[str]) -> None:
@@ -261,6 +285,9 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--jobs", type=int, default=1, help="trainings run at once")
     parser.add_argument("--steps", type=int, default=None,
                         help="train each run this many steps instead of its config's")
+    parser.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
+                        help="a config field for every run, given to each as "
+                             "--config.FIELD=VALUE (repeatable; e.g. --set lr=3e-3)")
     parser.add_argument("--data", default=None,
                         help="listops: the folder of LRA's files (default data/listops, "
                              "data/listops_local for --size local)")
@@ -287,6 +314,8 @@ def main(argv: list[str]) -> None:
         else:
             runs = (mqar_runs if args.suite == "mqar" else lm_runs)(size, variants)
         metric = suite.metric
+        runs = [run._replace(overrides=run.overrides + config_overrides(args.set))
+                for run in runs]
     command_line = " ".join([PROGRAM, *argv[1:]])
 
     def write(timings: dict) -> str:

@@ -20,7 +20,7 @@ from lowrank_jax.tasks.labelled import PAD_ID
 from lowrank_jax.tasks.text import TextData
 from lowrank_jax.validation import require
 
-LogitsFn = Callable[[jax.Array], jax.Array]
+LogitsFn = Callable[..., jax.Array]  # model.apply with the params bound
 
 
 class Task(NamedTuple):
@@ -35,8 +35,9 @@ class Task(NamedTuple):
     finish_eval: Callable[[dict], dict]                     # host: sums -> named metrics
     report: Callable                                        # (model, params) -> text
     data: Any = ()                                          # host arrays the step reads
-    # (tokens (B, T)) -> (B, T - 1) weights of the next-token targets; None: all count
-    target_weights: Callable[[jax.Array], jax.Array] | None = None
+    # (tokens (B, T)) -> int (B, P) the positions of the next-token targets that count
+    # (the model's LM head sees those alone); None: all T - 1
+    target_positions: Callable[[jax.Array], jax.Array] | None = None
     # (tokens (B, T)) -> (B, T - 1) what the model reads; None: all but the last token
     model_inputs: Callable[[jax.Array], jax.Array] | None = None
     num_classes: int = 0                                    # > 0: a labelled task
@@ -103,7 +104,7 @@ def mqar_task(model_cfg, options, data=None) -> Task:
     return Task(vocab, seq_len, make_batch,
                 lambda logits_fn, data: mqar.evaluate(logits_fn, data, vocab, pairs),
                 mqar.finish_eval, lambda model, params: "", rows,
-                lambda tokens_BT: mqar.answer_weights(tokens_BT, vocab, pairs),
+                lambda tokens_BT: mqar.answer_positions(tokens_BT, vocab, pairs),
                 lambda tokens_BT: mqar.model_inputs(tokens_BT, vocab, pairs))
 
 

@@ -71,14 +71,22 @@ def model_inputs(tokens_BT: jax.Array, vocab_size: int, num_pairs: int) -> jax.A
         jnp.where(answer_BT, FILLER, tokens_BT[:, 1:-1]))
 
 
+def answer_positions(tokens_BT: jax.Array, vocab_size: int, num_pairs: int) -> jax.Array:
+    """int32 (B, num_pairs): where each row's answers are among the next-token targets
+    tokens_BT[:, 1:], in order; a row asks for every key once, so it has num_pairs."""
+    weights_BT = answer_weights(tokens_BT, vocab_size, num_pairs)
+    return jax.vmap(lambda w: jnp.nonzero(w, size=num_pairs)[0])(weights_BT).astype(jnp.int32)
+
+
 def evaluate(logits_fn, rows_NbxBxT: jax.Array, vocab_size: int, num_pairs: int) -> dict:
     """Answers right, and answers asked, over the held-out rows (batches of them)."""
     def batch_sums(tokens_BT):
-        weights_BT = answer_weights(tokens_BT, vocab_size, num_pairs)
-        guess_BT = jnp.argmax(logits_fn(model_inputs(tokens_BT, vocab_size, num_pairs)),
-                              axis=-1)
-        return {"correct": ((guess_BT == tokens_BT[:, 1:]) * weights_BT).sum(),
-                "answers": weights_BT.sum()}
+        at_BP = answer_positions(tokens_BT, vocab_size, num_pairs)
+        logits_BPV = logits_fn(model_inputs(tokens_BT, vocab_size, num_pairs),
+                               logit_positions_BP=at_BP)
+        answers_BP = jnp.take_along_axis(tokens_BT[:, 1:], at_BP, axis=1)
+        return {"correct": (jnp.argmax(logits_BPV, axis=-1) == answers_BP).sum(),
+                "answers": jnp.float32(answers_BP.size)}
 
     return jax.tree.map(lambda x: x.sum(), jax.lax.map(batch_sums, rows_NbxBxT))
 

@@ -55,20 +55,13 @@ def _cross_entropy_bwd(saved_dtype, saved, g_BT):
 cross_entropy_BT.defvjp(_cross_entropy_fwd, _cross_entropy_bwd)
 
 
-def next_token_metrics(logits_BTV, targets_BT, saved_dtype=jnp.float32,
-                       weights_BT=None) -> tuple[jax.Array, dict]:
-    """Mean cross-entropy over the next-token positions `weights_BT` marks (None: every
-    one), and the sums behind it; `saved_dtype`: the dtype the logits were computed in
-    (see cross_entropy_BT)."""
+def next_token_metrics(logits_BTV, targets_BT, saved_dtype=jnp.float32) -> tuple[jax.Array, dict]:
+    """Mean cross-entropy of the next-token targets, and the sums behind it;
+    `saved_dtype`: the dtype the logits were computed in (see cross_entropy_BT)."""
     nll_BT = cross_entropy_BT(logits_BTV, targets_BT, saved_dtype)
-    correct_BT = jnp.argmax(logits_BTV, axis=-1) == targets_BT
-    if weights_BT is None:
-        sums = {"loss": nll_BT.sum(), "correct": correct_BT.sum(),
-                "targets": jnp.float32(nll_BT.size)}
-        return nll_BT.mean(), sums
-    sums = {"loss": (nll_BT * weights_BT).sum(), "correct": (correct_BT * weights_BT).sum(),
-            "targets": weights_BT.sum()}
-    return sums["loss"] / sums["targets"], sums
+    sums = {"loss": nll_BT.sum(), "correct": (jnp.argmax(logits_BTV, axis=-1) == targets_BT).sum(),
+            "targets": jnp.float32(nll_BT.size)}
+    return nll_BT.mean(), sums
 
 
 def label_metrics(logits_BC, labels_B) -> tuple[jax.Array, dict]:
@@ -81,8 +74,8 @@ def label_metrics(logits_BC, labels_B) -> tuple[jax.Array, dict]:
 
 def make_loss_fn(model, task) -> Callable:
     """(params, rows_BT, dropout key) -> (mean loss, sums) for the task's rows: next tokens
-    (those task.target_weights marks, read as task.model_inputs shows them), or, for a
-    labelled task, each row's last token as the label of the tokens before it (0 pads; see
+    (at task.target_positions, read as task.model_inputs shows them), or, for a labelled
+    task, each row's last token as the label of the tokens before it (0 pads; see
     lowrank_jax.tasks.Task)."""
     def loss_fn(params, rows_BT, dropout_key):
         inputs_BL = rows_BT[:, :-1] if task.model_inputs is None else task.model_inputs(rows_BT)
@@ -91,11 +84,14 @@ def make_loss_fn(model, task) -> Callable:
             logits_BC = model.apply({"params": params}, inputs_BL, inputs_BL != PAD_ID, rngs=rngs)
             with jax.named_scope("loss"):
                 return label_metrics(logits_BC, rows_BT[:, -1])
-        logits_BTV = model.apply({"params": params}, inputs_BL, rngs=rngs)
+        targets_BT = rows_BT[:, 1:]
+        at_BP = None if task.target_positions is None else task.target_positions(rows_BT)
+        logits_BTV = model.apply({"params": params}, inputs_BL, logit_positions_BP=at_BP,
+                                 rngs=rngs)
         with jax.named_scope("loss"):   # the scopes name the parts in a profile (train/perf.py)
-            weights_BT = None if task.target_weights is None else task.target_weights(rows_BT)
-            return next_token_metrics(logits_BTV, rows_BT[:, 1:], model.cfg.compute_dtype,
-                                      weights_BT)
+            if at_BP is not None:
+                targets_BT = jnp.take_along_axis(targets_BT, at_BP, axis=1)
+            return next_token_metrics(logits_BTV, targets_BT, model.cfg.compute_dtype)
 
     return loss_fn
 
