@@ -1,21 +1,17 @@
 """Where a small model's training step loses its time on a GPU: the training loss of
 MQAR's model (2 layers, d 128, 2 heads, bfloat16, vocabulary 8192, 64 tokens, 4 pairs),
 its gradient and an AdamW update on a batch made beforehand, then the same step with one
-thing changed at a time; and a profiler trace of the first (OUT/trace) whose longest
-events are listed.
+thing changed at a time (median ms, train.perf's timing); then the first one's device time
+per HLO op, from a profiler trace (train.perf.device_op_ns), longest first.
 
-    PYTHONPATH=. python benchmarks/mqar_step_time.py OUT [BATCH]
+    PYTHONPATH=. python benchmarks/mqar_step_time.py [BATCH]
 
-benchmarks/embedding_scatter_h200.log was made before the step's LM head saw the answers
-alone, with every position's logits weighted, which "logits everywhere" measures now.
+benchmarks/embedding_scatter_h200.log was made by this script's first form (commit e51ba0d:
+its own timing loop and trace reader, an OUT folder for the trace), before the step's LM
+head saw the answers alone; it weighted every position's logits, which "logits
+everywhere" measures now.
 """
-import gzip
-import glob
-import json
-import os
 import sys
-import time
-from collections import Counter
 from types import SimpleNamespace
 
 import jax
@@ -24,6 +20,7 @@ import optax
 from lowrank_jax import GPT, ModelConfig
 from lowrank_jax.tasks import mqar_task
 from lowrank_jax.training.step import make_loss_fn
+from train.perf import device_op_ns, median_ms
 
 BASE = dict(vocab_size=8192, max_len=64, d_model=128, n_layers=2, n_heads=2, d_ff=256,
             dtype="bfloat16")
@@ -35,15 +32,6 @@ CHANGES = {"as MQAR trains": ({}, True), "logits everywhere": ({}, False),
            "lowrank_qk": (dict(attention="lowrank_qk", attention_kwargs={"r": 16}), True),
            "1 layer": (dict(n_layers=1), True)}
 PAIRS = 4
-
-
-def seconds_per_call(fn, *args, calls: int = 10) -> float:
-    jax.block_until_ready(fn(*args))
-    start = time.perf_counter()
-    for _ in range(calls):
-        out = fn(*args)
-    jax.block_until_ready(out)
-    return (time.perf_counter() - start) / calls
 
 
 def bare_step(fields: dict, at_answers: bool, batch: int):
@@ -69,41 +57,18 @@ def bare_step(fields: dict, at_answers: bool, batch: int):
     return step, forward, (params, optimizer.init(params))
 
 
-def longest_events(folder: str, count: int = 25) -> list[str]:
-    """The trace's events by total time, each named with its process (the GPU's are its
-    kernels), from the trace JSON that jax.profiler writes."""
-    paths = glob.glob(os.path.join(folder, "**", "*.trace.json.gz"), recursive=True)
-    if not paths:
-        return [f"no trace file under {folder}"]
-    with gzip.open(paths[0]) as f:
-        events = json.load(f)["traceEvents"]
-    process = {e["pid"]: e.get("args", {}).get("name", "") for e in events
-               if e.get("ph") == "M" and e.get("name") == "process_name"}
-    total, calls = Counter(), Counter()
-    for e in events:
-        if e.get("ph") == "X":
-            key = (process.get(e.get("pid"), "?")[:24], e["name"][:100])
-            total[key] += e.get("dur", 0)
-            calls[key] += 1
-    return [f"{us / 1e3:9.2f} ms  {calls[key]:5d} x  {key[0]:24s} {key[1]}"
-            for key, us in total.most_common(count)]
-
-
-def main(out: str, batch: int = 256) -> None:
+def main(batch: int = 256) -> None:
     print(jax.devices()[0].device_kind)
     for name, (fields, at_answers) in CHANGES.items():
         step, forward, (params, opt_state) = bare_step(fields, at_answers, batch)
-        stepped = seconds_per_call(step, params, opt_state)
-        forwarded = seconds_per_call(forward, params)
-        print(f"{name:18s} step {1e3 * stepped:8.2f} ms ({batch * BASE['max_len'] / stepped:12,.0f}"
-              f" tokens/s), forward and loss {1e3 * forwarded:8.2f} ms", flush=True)
+        stepped = median_ms(step, (params, opt_state))
+        print(f"{name:18s} step {stepped:8.2f} ms ({batch * BASE['max_len'] / stepped * 1e3:12,.0f}"
+              f" tokens/s), forward and loss {median_ms(forward, (params,)):8.2f} ms", flush=True)
     step, _, (params, opt_state) = bare_step({}, True, batch)
     jax.block_until_ready(step(params, opt_state))
-    folder = os.path.join(out, "trace")
-    with jax.profiler.trace(folder, create_perfetto_trace=True):
-        jax.block_until_ready(step(params, opt_state))
-    print("\n".join(longest_events(folder)))
+    for op, ns in device_op_ns(lambda: step(params, opt_state)).most_common(15):
+        print(f"{ns / 1e6:9.3f} ms  {op}")
 
 
 if __name__ == "__main__":
-    main(sys.argv[1], *map(int, sys.argv[2:]))
+    main(*map(int, sys.argv[1:]))

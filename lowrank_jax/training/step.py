@@ -84,14 +84,14 @@ def make_loss_fn(model, task) -> Callable:
             logits_BC = model.apply({"params": params}, inputs_BL, inputs_BL != PAD_ID, rngs=rngs)
             with jax.named_scope("loss"):
                 return label_metrics(logits_BC, rows_BT[:, -1])
-        targets_BT = rows_BT[:, 1:]
+        # N: the T - 1 next-token targets, or the P of them the task counts.
         at_BP = None if task.target_positions is None else task.target_positions(rows_BT)
-        logits_BTV = model.apply({"params": params}, inputs_BL, logit_positions_BP=at_BP,
+        logits_BNV = model.apply({"params": params}, inputs_BL, logit_positions_BP=at_BP,
                                  rngs=rngs)
         with jax.named_scope("loss"):   # the scopes name the parts in a profile (train/perf.py)
-            if at_BP is not None:
-                targets_BT = jnp.take_along_axis(targets_BT, at_BP, axis=1)
-            return next_token_metrics(logits_BTV, targets_BT, model.cfg.compute_dtype)
+            targets_BN = rows_BT[:, 1:] if at_BP is None else jnp.take_along_axis(
+                rows_BT[:, 1:], at_BP, axis=1)
+            return next_token_metrics(logits_BNV, targets_BN, model.cfg.compute_dtype)
 
     return loss_fn
 
