@@ -69,15 +69,17 @@ def standard_attention(p, x, cfg, padding_mask=None):
     return merge_heads(p["out"], out), probs
 
 
-def deep_qkv_weight(p, name, temp, strict):
-    """Seed 001: W[h] = softmax(A[h] @ B[h] / temp, over D) (* base[h] unless strict)."""
-    W = softmax(np.einsum("her,hrd->hed", p[f"{name}_A"], p[f"{name}_B"]) / max(temp, 1e-6))
-    return W if strict else p[f"{name}_base"] * W
+def deep_qkv_weight(p, name, kw):
+    """Seed 001: W[h] = softmax(A[h] @ B[h] / temp, over D) (* base[h] unless strict), the
+    softmax times D with unit_gate."""
+    W = softmax(np.einsum("her,hrd->hed", p[f"{name}_A"], p[f"{name}_B"]) / max(kw["temp"], 1e-6))
+    W = W * W.shape[-1] if kw["unit_gate"] else W
+    return W if kw["strict"] else p[f"{name}_base"] * W
 
 
 def deep_qkv_attention(p, x, cfg, padding_mask=None):
     kw = cfg.attention_kwargs
-    q, k, v = (np.einsum("ble,hed->blhd", x, deep_qkv_weight(p, n, kw["temp"], kw["strict"]))
+    q, k, v = (np.einsum("ble,hed->blhd", x, deep_qkv_weight(p, n, kw))
                for n in ("query", "key", "value"))
     out, probs = softmax_attention(q, k, v, cfg.causal, padding_mask)
     return merge_heads(p["out"], out), probs

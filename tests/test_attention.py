@@ -89,7 +89,7 @@ def test_sown_weights_are_the_reference_attention(name, kwargs):
 REFERENCE_QUERIES = {
     "standard": lambda p, x, kw: reference.project_heads(p["query"], x),
     "deep_qkv": lambda p, x, kw: np.einsum(
-        "ble,hed->blhd", x, reference.deep_qkv_weight(p, "query", kw["temp"], kw["strict"])),
+        "ble,hed->blhd", x, reference.deep_qkv_weight(p, "query", kw)),
     "lowrank_qk": lambda p, x, kw: reference.project_heads(p["query"], x) @ p["U"],
 }
 
@@ -145,6 +145,20 @@ def test_bfloat16_compute_stays_close_to_float32(name, kwargs):
     assert half.dtype == jnp.float32
     assert not np.array_equal(half, full)  # the compute really ran in bfloat16
     np.testing.assert_allclose(half, full, atol=0.05 * float(jnp.abs(full).max()))
+
+
+@pytest.mark.parametrize("unit_gate,mean_ratio", [(False, 1 / 16), (True, 1.0)])
+def test_deep_qkv_weight_starts_at_its_base_over_d_or_with_unit_gate_at_it(unit_gate, mean_ratio):
+    """The seed's gate makes W start D times below its base (attention starts uniform);
+    unit_gate scales it by D so W starts at the base's scale."""
+    cfg = small_config(attention="deep_qkv", d_model=32, n_heads=2,
+                       attention_kwargs={"rank": 4, "unit_gate": unit_gate})
+    tokens_BL = jnp.zeros((1, 8), jnp.int32)
+    p = GPT(cfg).init(jax.random.key(0), tokens_BL)["params"]["block_0"]["attention"]
+    W_HED = reference.deep_qkv_weight(reference.f64(p), "query", cfg.attention_kwargs)
+    ratio = W_HED / np.asarray(p["query_base"], np.float64)
+    np.testing.assert_allclose(ratio.mean(axis=-1), mean_ratio, rtol=1e-9)
+    np.testing.assert_allclose(ratio, mean_ratio, rtol=0.05)
 
 
 def test_lowrank_qk_folded_equals_unfolded_and_scores_have_rank_r():

@@ -97,7 +97,7 @@ def test_plot_draws_the_curves_of_a_run(trained, tmp_path):
     (["--config=configs/lumenspark.py:big"],
      "--config 'configs/lumenspark.py:big': unknown argument 'big'; leave it out, or use :local."),
     (["--config.model.attention_kwargs.rnak=2"],
-     "attention_kwargs for 'deep_qkv' got unknown key 'rnak'; allowed keys are rank, strict, temp."),
+     "attention_kwargs for 'deep_qkv' got unknown key 'rnak'; allowed keys are rank, strict, temp, unit_gate."),
     (["--frobnicate"], "unknown argument '--frobnicate'; see --help."),
     (["--config.seed=99999999999999999999"],
      "seed=99999999999999999999 is not allowed; it must be an integer from 0 to 4294967295."),

@@ -29,13 +29,15 @@ BAD = [
     (dict(attention="standard", attention_kwargs={"r": 4}),
      r"attention_kwargs for 'standard' got unknown key 'r'; allowed keys are none\."),
     (dict(attention="deep_qkv", attention_kwargs={"rnak": 4}),
-     r"attention_kwargs for 'deep_qkv' got unknown key 'rnak'; allowed keys are rank, strict, temp\."),
+     r"attention_kwargs for 'deep_qkv' got unknown key 'rnak'; allowed keys are rank, strict, temp, unit_gate\."),
     (dict(attention="deep_qkv", attention_kwargs={"rank": 0}),
      r"attention_kwargs\.rank=0 is not allowed; it must be a positive integer\."),
     (dict(attention="deep_qkv", attention_kwargs={"temp": -1.0}),
      r"attention_kwargs\.temp=-1\.0 is not allowed; it must be a number >= 0\."),
     (dict(attention="deep_qkv", attention_kwargs={"strict": "no"}),
      r"attention_kwargs\.strict='no' is not allowed; it must be true or false\."),
+    (dict(attention="deep_qkv", attention_kwargs={"unit_gate": 1}),
+     r"attention_kwargs\.unit_gate=1 is not allowed; it must be true or false\."),
 ]
 
 
@@ -53,7 +55,8 @@ def test_unknown_model_field():
 
 def test_defaults_are_filled_and_frozen():
     cfg = small_config(attention="deep_qkv", attention_kwargs={"rank": 2})
-    assert dict(cfg.attention_kwargs) == {"rank": 2, "temp": 1.0, "strict": False}
+    assert dict(cfg.attention_kwargs) == {"rank": 2, "temp": 1.0, "strict": False,
+                                       "unit_gate": False}
     hash(cfg)  # usable as a static jit argument
     with pytest.raises(dataclasses.FrozenInstanceError, match="cannot assign to field 'd_model'"):
         cfg.d_model = 8

@@ -3,9 +3,16 @@
 For head h and each of Q, K, V:
     W[h] = softmax(A[h] @ B[h] / temp, axis=-1)            (E x D, rows sum to 1)
     W[h] = base[h] * W[h]   unless strict                  (elementwise gate of a free weight)
+    W[h] = D * W[h]         with unit_gate                 (not in the seed; see below)
 with A[h] (E x r), B[h] (r x D). Scores are q k^T / sqrt(D) with a causal mask;
 the output projection is E x E. There are no biases in this module. Once the weights
 are made it is plain softmax attention, so it takes standard attention's cuDNN path.
+
+The seed's gate has rows summing to 1, so its entries start within 1% of 1/D: W starts D
+times smaller than its base, the scores D^2 smaller, and attention is uniform; AdamW's steps
+on the base move W D times less than a plain weight's. `unit_gate` scales the gate by D
+(entries averaging 1), so W starts at the base's scale and learns at a plain weight's pace
+(benchmarks/deep_qkv_init_scale.py shows the seed's scale).
 """
 from __future__ import annotations
 
@@ -34,24 +41,28 @@ base_init_2d = nn.initializers.xavier_uniform()
 MIN_TEMP = 1e-6
 
 
-def factorized_weight(A_HER, B_HRD, base_HED, temp):
+def factorized_weight(A_HER, B_HRD, base_HED, temp, unit_gate=False):
     W_HED = jax.nn.softmax(jnp.einsum("her,hrd->hed", A_HER, B_HRD) / max(temp, MIN_TEMP), axis=-1)
+    if unit_gate:
+        W_HED = W_HED * W_HED.shape[-1]
     return W_HED if base_HED is None else base_HED * W_HED
 
 
 class DeepQKVAttention(Attention):
-    DEFAULTS: ClassVar[dict] = {"rank": 3, "temp": 1.0, "strict": False}
-    EXAMPLES: ClassVar[tuple[dict, ...]] = ({}, {"rank": 2, "temp": 0.5, "strict": True})
+    DEFAULTS: ClassVar[dict] = {"rank": 3, "temp": 1.0, "strict": False, "unit_gate": False}
+    EXAMPLES: ClassVar[tuple[dict, ...]] = ({}, {"rank": 2, "temp": 0.5, "strict": True},
+                                            {"unit_gate": True})
 
     @staticmethod
     def resolve(cfg: "ModelConfig", kwargs: dict) -> dict:
-        rank, temp, strict = kwargs["rank"], kwargs["temp"], kwargs["strict"]
+        rank, temp = kwargs["rank"], kwargs["temp"]
         require(is_int(rank) and rank >= 1,
                 f"attention_kwargs.rank={rank!r} is not allowed; it must be a positive integer.")
         require(is_number(temp) and temp >= 0,
                 f"attention_kwargs.temp={temp!r} is not allowed; it must be a number >= 0.")
-        require(isinstance(strict, bool),
-                f"attention_kwargs.strict={strict!r} is not allowed; it must be true or false.")
+        for flag in ("strict", "unit_gate"):
+            require(isinstance(kwargs[flag], bool), f"attention_kwargs.{flag}={kwargs[flag]!r} "
+                    "is not allowed; it must be true or false.")
         return kwargs
 
     def head_weight(self, name: str) -> jax.Array:
@@ -63,7 +74,8 @@ class DeepQKVAttention(Attention):
         base_HED = None if kw["strict"] else self.param(
             f"{name}_base", logical(base_init, "heads", "embed", "head_dim"), (H, E, D),
             cfg.storage_dtype)
-        return factorized_weight(A_HER, B_HRD, base_HED, kw["temp"]).astype(cfg.compute_dtype)
+        W_HED = factorized_weight(A_HER, B_HRD, base_HED, kw["temp"], kw["unit_gate"])
+        return W_HED.astype(cfg.compute_dtype)
 
     @nn.compact
     def __call__(self, x_BLE: jax.Array, padding_mask_BL: jax.Array | None = None,
