@@ -98,15 +98,16 @@ def mqar_runs(size: str, variants) -> list[Run]:
 
 
 def lm_runs(size: str, variants) -> list[Run]:
-    """Each variant at each length with the same tokens per step and steps. The lumenspark
+    """Each variant at each length with the same tokens per step and steps, the variants side
+    by side from the shortest rows up (a cut suite has compared whole lengths). The lumenspark
     preset names its Linformer by k, kept at a quarter of the length as in the seed (128 of
     512); configs/lm_linformer.py's blocks keep that ratio at any length by themselves."""
     lengths, tokens, steps = LM_GRID[size]
     runs = []
-    for variant in variants:
-        config = ("configs/lumenspark.py" if variant == "lumenspark"
-                  else f"configs/lm_{variant}.py") + ("" if size == "full" else ":local")
-        for length in lengths:
+    for length in lengths:
+        for variant in variants:
+            config = ("configs/lumenspark.py" if variant == "lumenspark"
+                      else f"configs/lm_{variant}.py") + ("" if size == "full" else ":local")
             overrides = (f"--config.model.max_len={length}",
                          f"--config.batch_size={tokens // length}",
                          *schedule(steps, evaluations=8, logs=20),
