@@ -35,7 +35,7 @@ RECIPES = [
     recipe("b256_lr3e-3_L256_p16", 256, 3e-3, length=256, pairs=16),
     recipe("linformer_b256_lr3e-3_L256_p16", 256, 3e-3, length=256, pairs=16,
            variant="linformer"),
-    recipe("b64_lr1e-3", 64, 1e-3),            # configs/mqar.py as it stands
+    recipe("b256_lr3e-3_L512_p64", 256, 3e-3, length=512, pairs=64),
 ]
 
 
