@@ -286,3 +286,14 @@ def test_the_mqar_table_shows_a_cut_run_as_unfinished_not_its_partial_accuracy(t
     assert "| standard | 4 | 99.10% | - |" in text
     assert "- standard L 128 pairs 4: not finished" in text
     assert "0.02%" not in text
+
+
+def test_suite_lengths_pick_runs_of_the_grid_and_refuse_others_in_one_sentence():
+    runs = suite.lm_runs("full", ["standard", "linformer"])
+    assert [r.name for r in suite.at_lengths(runs, "8192", "lm")] == ["standard_L8192",
+                                                                      "linformer_L8192"]
+    assert suite.at_lengths(runs, None, "lm") == runs
+    assert_clean_error(run("train.suite", "lm", "--lengths", "1024,100"),
+                       "--lengths='1024,100' is not allowed; choose from 1024, 8192.")
+    assert_clean_error(run("train.suite", "listops", "--lengths", "64"),
+                       "--lengths='64' is not allowed; listops has no sequence-length grid.")

@@ -1,5 +1,5 @@
 """python -m train.suite {listops,mqar,lm} [--out DIR] [--size SIZE] [--variants V,..]
-                          [--jobs N] [--steps N] [--set FIELD=VALUE ...]
+                          [--jobs N] [--steps N] [--set FIELD=VALUE ...] [--lengths L,..]
 
 Runs one quality comparison of the attention variants, each run a `python -m train` of
 its own (its workdir kept under OUT/<name>_runs/, so a cut suite resumes where it
@@ -20,7 +20,8 @@ against wall-clock seconds; --size local is a CPU-sized run.
 
 --jobs N runs N trainings at once (on a GPU each gets 1/N of its memory): small models
 leave most of a GPU idle. --set FIELD=VALUE gives every run that config field, after its
-own (`--set batch_size=256 --set lr=3e-3`).
+own (`--set batch_size=256 --set lr=3e-3`). --lengths L,.. (mqar, lm) runs those of the
+grid's lengths alone, so a grid too long for one sitting can be split.
 """
 from __future__ import annotations
 
@@ -116,6 +117,20 @@ def lm_runs(size: str, variants) -> list[Run]:
             runs.append(Run(f"{variant}_L{length}", config, overrides,
                             {"variant": variant, "L": length}))
     return runs
+
+
+def at_lengths(runs: list[Run], lengths: str | None, suite: str) -> list[Run]:
+    """The runs at the --lengths given (None: all of them)."""
+    if lengths is None:
+        return runs
+    grid = sorted({run.row["L"] for run in runs if "L" in run.row})
+    chosen = lengths.split(",")
+    bad = [text for text in chosen if not text.isdigit() or int(text) not in grid]
+    if not grid or bad:
+        allowed = (f"choose from {', '.join(map(str, grid))}" if grid
+                   else f"{suite} has no sequence-length grid")
+        raise UserError(f"--lengths={lengths!r} is not allowed; {allowed}.")
+    return [run for run in runs if run.row["L"] in {int(text) for text in chosen}]
 
 
 def config_overrides(settings: list[str]) -> tuple[str, ...]:
@@ -289,6 +304,9 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
                         help="a config field for every run, given to each as "
                              "--config.FIELD=VALUE (repeatable; e.g. --set lr=3e-3)")
+    parser.add_argument("--lengths", default=None,
+                        help="mqar and lm: only these of the grid's sequence lengths, "
+                             "comma-separated (default: all)")
     parser.add_argument("--data", default=None,
                         help="listops: the folder of LRA's files (default data/listops, "
                              "data/listops_local for --size local)")
@@ -308,12 +326,12 @@ def main(argv: list[str]) -> None:
             raise UserError("--jobs and --steps are not allowed below 1.")
         out = args.out or os.path.join("runs", time.strftime("suite-%Y%m%d-%H%M%S"))
         folder = os.path.join(out, f"{args.suite}_runs")
+        data = args.data or ("data/listops_local" if size == "local" else "data/listops")
+        runs = at_lengths(listops_runs(size, variants, data) if args.suite == "listops" else
+                          (mqar_runs if args.suite == "mqar" else lm_runs)(size, variants),
+                          args.lengths, args.suite)
         if args.suite == "listops":
-            data = args.data or ("data/listops_local" if size == "local" else "data/listops")
             write_listops_if_missing(data, size)
-            runs = listops_runs(size, variants, data)
-        else:
-            runs = (mqar_runs if args.suite == "mqar" else lm_runs)(size, variants)
         metric = suite.metric
         runs = [run._replace(overrides=run.overrides + config_overrides(args.set))
                 for run in runs]
