@@ -28,9 +28,16 @@ def case_config(make, name, kwargs, **changes):
     return make(attention=name, attention_kwargs=kwargs, causal=kwargs.get("causal", True), **changes)
 
 
-# Every registered variant's examples: the causal ones, and those only an encoder takes.
+# Every registered variant's examples: the causal ones, and those only an encoder takes;
+# and deep_qkv's unit_gate, which changes its weights alone, so it is checked here only.
 CASES = variant_cases(causal=True) + [case for case in variant_cases(causal=False)
-                                      if case[1].get("causal") is False]
+                                      if case[1].get("causal") is False] + [
+    ("deep_qkv", {"unit_gate": True})]
+# The GPT's norm placement, norm and tying: each case takes one of them in turn, and
+# standard attention takes every one, so each is checked without the full product.
+NORM_OPTIONS = list(itertools.product(["pre", "post"], ["layernorm", "rmsnorm"], [True, False]))
+GPT_CASES = ([(case, *NORM_OPTIONS[i % len(NORM_OPTIONS)]) for i, case in enumerate(CASES)]
+             + [(("standard", {}), *options) for options in NORM_OPTIONS[1:]])
 # A module alone has no layer-shared module to lean on: those cases run in the GPT only.
 MODULE_CASES = [(name, kwargs) for name, kwargs in CASES
                 if ATTENTIONS[name].shared_module(case_config(small_config, name, kwargs)) is None]
@@ -52,9 +59,8 @@ class ReferenceTest(chex.TestCase):
         assert y_BLE.dtype == jnp.float64
         np.testing.assert_allclose(y_BLE, expected, rtol=RTOL)
 
-    @chex.variants(with_jit=True, without_jit=True)
-    @parameterized.parameters(*itertools.product(
-        CASES, ["pre", "post"], ["layernorm", "rmsnorm"], [True, False]))
+    @chex.variants(with_jit=True)
+    @parameterized.parameters(*GPT_CASES)
     def test_gpt_matches_float64_reference(self, case, norm_position, norm, tie):
         name, kwargs = case
         with x64():
@@ -153,8 +159,7 @@ def test_deep_qkv_weight_starts_at_its_base_over_d_or_with_unit_gate_at_it(unit_
     unit_gate scales it by D so W starts at the base's scale."""
     cfg = small_config(attention="deep_qkv", d_model=32, n_heads=2,
                        attention_kwargs={"rank": 4, "unit_gate": unit_gate})
-    tokens_BL = jnp.zeros((1, 8), jnp.int32)
-    p = GPT(cfg).init(jax.random.key(0), tokens_BL)["params"]["block_0"]["attention"]
+    p = ATTENTIONS["deep_qkv"](cfg).init(jax.random.key(0), jnp.zeros((1, 4, 32)))["params"]
     W_HED = reference.deep_qkv_weight(reference.f64(p), "query", cfg.attention_kwargs)
     ratio = W_HED / np.asarray(p["query_base"], np.float64)
     np.testing.assert_allclose(ratio.mean(axis=-1), mean_ratio, rtol=1e-9)

@@ -50,8 +50,7 @@ def factorized_weight(A_HER, B_HRD, base_HED, temp, unit_gate=False):
 
 class DeepQKVAttention(Attention):
     DEFAULTS: ClassVar[dict] = {"rank": 3, "temp": 1.0, "strict": False, "unit_gate": False}
-    EXAMPLES: ClassVar[tuple[dict, ...]] = ({}, {"rank": 2, "temp": 0.5, "strict": True},
-                                            {"unit_gate": True})
+    EXAMPLES: ClassVar[tuple[dict, ...]] = ({}, {"rank": 2, "temp": 0.5, "strict": True})
 
     @staticmethod
     def resolve(cfg: "ModelConfig", kwargs: dict) -> dict:
