@@ -130,7 +130,8 @@ def at_lengths(runs: list[Run], lengths: str | None, suite: str) -> list[Run]:
         allowed = (f"choose from {', '.join(map(str, grid))}" if grid
                    else f"{suite} has no sequence-length grid")
         raise UserError(f"--lengths={lengths!r} is not allowed; {allowed}.")
-    return [run for run in runs if run.row["L"] in {int(text) for text in chosen}]
+    keep = {int(text) for text in chosen}
+    return [run for run in runs if run.row["L"] in keep]
 
 
 def config_overrides(settings: list[str]) -> tuple[str, ...]:
