@@ -287,7 +287,7 @@ def at_best_validation(evals: list[dict]) -> dict:
             "test_accuracy_at_best_val": best["test_accuracy"]}
 
 
-def main(argv: list[str]) -> None:
+def build_parser() -> Parser:
     parser = Parser(prog=PROGRAM, description="Runs one quality comparison of the attention "
                     "variants and writes its figures (JSON, markdown, PNG).",
                     epilog=__doc__.split("\n\n", 1)[1], formatter_class=RawEpilogFormatter)
@@ -311,31 +311,41 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--data", default=None,
                         help="listops: the folder of LRA's files (default data/listops, "
                              "data/listops_local for --size local)")
+    return parser
+
+
+def chosen_runs(args) -> tuple[str, list[Run]]:
+    """The size and the runs that the arguments pick, or a UserError naming the bad one."""
+    suite = SUITES[args.suite]
+    size = args.size or suite.default_size
+    if size not in suite.sizes:
+        raise UserError(f"--size={size!r} is not allowed for {args.suite}; choose one of "
+                        f"{', '.join(suite.sizes)}.")
+    variants = args.variants or list(suite.variants)
+    unknown = [v for v in variants if v not in suite.variants]
+    if unknown:
+        raise UserError(f"--variants={','.join(unknown)} is not allowed for {args.suite}; "
+                        f"choose from {', '.join(suite.variants)}.")
+    if args.jobs < 1 or args.steps is not None and args.steps < 1:
+        raise UserError("--jobs and --steps are not allowed below 1.")
+    data = args.data or ("data/listops_local" if size == "local" else "data/listops")
+    runs = at_lengths(listops_runs(size, variants, data) if args.suite == "listops" else
+                      (mqar_runs if args.suite == "mqar" else lm_runs)(size, variants),
+                      args.lengths, args.suite)
+    if args.suite == "listops":
+        write_listops_if_missing(data, size)
+    runs = [run._replace(overrides=run.overrides + config_overrides(args.set))
+            for run in runs]
+    return size, runs
+
+
+def main(argv: list[str]) -> None:
     with exit_on_user_error(PROGRAM):
-        args = parser.parse_args(argv[1:])
-        suite = SUITES[args.suite]
-        size = args.size or suite.default_size
-        if size not in suite.sizes:
-            raise UserError(f"--size={size!r} is not allowed for {args.suite}; choose one of "
-                            f"{', '.join(suite.sizes)}.")
-        variants = args.variants or list(suite.variants)
-        unknown = [v for v in variants if v not in suite.variants]
-        if unknown:
-            raise UserError(f"--variants={','.join(unknown)} is not allowed for {args.suite}; "
-                            f"choose from {', '.join(suite.variants)}.")
-        if args.jobs < 1 or args.steps is not None and args.steps < 1:
-            raise UserError("--jobs and --steps are not allowed below 1.")
-        out = args.out or os.path.join("runs", time.strftime("suite-%Y%m%d-%H%M%S"))
-        folder = os.path.join(out, f"{args.suite}_runs")
-        data = args.data or ("data/listops_local" if size == "local" else "data/listops")
-        runs = at_lengths(listops_runs(size, variants, data) if args.suite == "listops" else
-                          (mqar_runs if args.suite == "mqar" else lm_runs)(size, variants),
-                          args.lengths, args.suite)
-        if args.suite == "listops":
-            write_listops_if_missing(data, size)
-        metric = suite.metric
-        runs = [run._replace(overrides=run.overrides + config_overrides(args.set))
-                for run in runs]
+        args = build_parser().parse_args(argv[1:])
+        size, runs = chosen_runs(args)
+    out = args.out or os.path.join("runs", time.strftime("suite-%Y%m%d-%H%M%S"))
+    folder = os.path.join(out, f"{args.suite}_runs")
+    metric = SUITES[args.suite].metric
     command_line = " ".join([PROGRAM, *argv[1:]])
 
     def write(timings: dict) -> str:
