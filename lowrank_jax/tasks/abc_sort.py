@@ -81,12 +81,13 @@ class TraceStep(NamedTuple):
 
 
 def traceable(model, params) -> Callable:
-    """tokens (1, T) -> (logits (1, T, V), the last block's attention weights (H, T, T))."""
+    """tokens (1, T) -> (the next-token probabilities after the last position (V,), the
+    last block's attention weights of the last query (H, columns)); one program per T."""
     @jax.jit
-    def logits_and_weights(tokens_1T):
+    def probs_and_weights(tokens_1T):
         logits_1TV, weights = apply_with_attention(model, params, tokens_1T)
-        return logits_1TV, weights[-1][0]
-    return logits_and_weights
+        return jax.nn.softmax(logits_1TV[0, -1]), weights[-1][0][:, -1]
+    return probs_and_weights
 
 
 def trace(apply_with_weights, letters: str) -> list[TraceStep]:
@@ -94,10 +95,9 @@ def trace(apply_with_weights, letters: str) -> list[TraceStep]:
     ids = encode(letters) + [SEP]
     steps = []
     while len(ids) < SEQ_LEN:
-        logits_1TV, weights_HTT = apply_with_weights(jnp.array([ids], jnp.int32))
-        probs_V = np.asarray(jax.nn.softmax(logits_1TV[0, -1]))
+        probs_V, weights_HT = map(np.asarray, apply_with_weights(jnp.array([ids], jnp.int32)))
         choice = int(np.argmax(np.where(np.arange(VOCAB_SIZE) == SEP, -np.inf, probs_V)))
-        steps.append(TraceStep(probs_V[1:], choice, decode(ids), np.asarray(weights_HTT[:, -1])))
+        steps.append(TraceStep(probs_V[1:], choice, decode(ids), weights_HT))
         ids.append(choice)
     return steps
 
@@ -128,16 +128,17 @@ TRACED = ("caa", "bac", "ccb")
 
 def report(model, params) -> str:
     """Seed 001's end-of-training report: every triple greedily decoded, then three traces."""
-    logits_fn = jax.jit(lambda t: model.apply({"params": params}, t))
+    sort_all = jax.jit(lambda t: greedy_sort(lambda x: model.apply({"params": params}, x), t))
     triples_N3 = all_triples()
-    predicted_N3 = np.asarray(greedy_sort(logits_fn, jnp.asarray(triples_N3)))
+    predicted_N3 = np.asarray(sort_all(jnp.asarray(triples_N3)))
     lines, correct = [], 0
     for triple, predicted in zip(triples_N3, predicted_N3, strict=True):
         ok = bool(np.all(predicted == np.sort(triple)))
         correct += ok
         lines.append(f"  {decode(triple)} -> {decode(predicted)} {'ok' if ok else 'WRONG'}")
     lines.append(f"accuracy on all 27 triples: {correct}/27")
+    apply_with_weights = traceable(model, params)
     for letters in TRACED:
-        lines.append(format_trace(letters, trace(traceable(model, params), letters),
+        lines.append(format_trace(letters, trace(apply_with_weights, letters),
                                   weights_are_per_token(model.cfg)))
     return "\n".join(lines)
