@@ -1,11 +1,16 @@
 """Eight fake CPU devices for the whole suite (multi-device tests compare them with one),
 and one thread per XLA op, which is faster for the suite's tiny models. Both must be
-set before JAX starts its backend."""
+set before JAX starts its backend. JAX's persistent compilation cache, shared by the
+workers and the `python -m ...` runs the tests start (they inherit the environment): many
+tests compile the same programs, each in a fresh process."""
 import os
+import tempfile
 
 os.environ["XLA_FLAGS"] = " ".join([
     os.environ.get("XLA_FLAGS", ""), "--xla_force_host_platform_device_count=8",
     "--xla_cpu_multi_thread_eigen=false", "intra_op_parallelism_threads=1"]).strip()
+os.environ.setdefault("JAX_COMPILATION_CACHE_DIR",
+                      os.path.join(tempfile.gettempdir(), "lowrank-jax-tests-jax-cache"))
 
 import contextlib  # noqa: E402
 
