@@ -297,3 +297,39 @@ def test_suite_lengths_pick_runs_of_the_grid_and_refuse_others_in_one_sentence()
                        "--lengths='1024,100' is not allowed; choose from 1024, 8192.")
     assert_clean_error(run("train.suite", "listops", "--lengths", "64"),
                        "--lengths='64' is not allowed; listops has no sequence-length grid.")
+
+
+def test_suite_seeds_train_each_run_once_per_seed_side_by_side():
+    runs = suite.at_seeds(suite.listops_runs("small", ["standard", "linformer"], "d"), "0,7")
+    assert [r.name for r in runs] == ["standard_seed0", "standard_seed7", "linformer_seed0",
+                                      "linformer_seed7"]
+    assert runs[1].overrides[-1] == "--config.seed=7" and runs[1].row == {"variant": "standard",
+                                                                        "seed": 7}
+    assert suite.at_seeds(runs, None) == runs
+    for bad in ("0,0", "1,x", "-1", "4294967296"):
+        with pytest.raises(UserError, match=rf"--seeds='{bad}' is not allowed; give distinct "
+                                            r"integers from 0 to 4294967295"):
+            suite.at_seeds(runs, bad)
+
+
+def seed_row(variant, seed, accuracy, **more):
+    evals = [{"step": 10, "val_accuracy": accuracy, "test_accuracy": accuracy}]
+    return {"variant": variant, "seed": seed, "test_accuracy": accuracy, "val_accuracy": accuracy,
+            "test_accuracy_at_best_val": accuracy, "best_val_step": 10, "steps": 10, "batch": 4,
+            "seconds": 2.0 * (seed + 1), "curves": {"eval": evals, "train": [], "seconds": []},
+            **more}
+
+
+def test_the_listops_table_gives_the_mean_over_seeds_and_each_seed(tmp_path):
+    from train import suite_report
+
+    rows = [seed_row("standard", 0, 0.36), seed_row("standard", 1, 0.38),
+            seed_row("linformer", 0, 0.35), seed_row("linformer", 1, 0.2, error="not finished")]
+    machine = {"device": "cpu", "date": "2026-12-04", "jax": "0"}
+    text = suite_report.listops_report({"command": "c", "machine": machine, "size": "small",
+                                        "results": rows}, str(tmp_path / "listops.png"))
+    assert ("| standard | 37.00% (seed 0 36.00%, seed 1 38.00%) | 37.00% | 37.00% | 36.37% | "
+            "10 x 4 | 3 |") in text
+    # One seed cut short: the variant has no figure, not the mean of the seeds that finished.
+    assert "| linformer | seed 1: not finished |" in text
+    assert (tmp_path / "listops.png").stat().st_size > 0

@@ -33,6 +33,7 @@ from lowrank_jax.attention import weights_are_per_token
 from lowrank_jax.attention.core import ATTENTION_QUERIES, ATTENTION_VALUES, ATTENTION_WEIGHTS
 from lowrank_jax.attention.linformer import default_block_size
 from lowrank_jax.model import GPT, attention_intermediates
+from lowrank_jax.training.config import MAX_SEED
 from train.cli import Parser, number_list
 from train.errors import UserError, exit_on_user_error
 from train.plots import Curve, plot_curves, plot_log_grid, plot_spectra
@@ -41,7 +42,6 @@ from train.pretrained import language_model, load_latest
 PROGRAM = "python -m train.analyze"
 MAX_LENGTH = 4096
 MAX_BATCH = 256
-MAX_SEED = 2 ** 32 - 1  # what jax.random.key takes
 
 
 def parse_args(argv: list[str]):

@@ -1,5 +1,6 @@
 """python -m train.suite {listops,mqar,lm} [--out DIR] [--size SIZE] [--variants V,..]
                           [--jobs N] [--steps N] [--set FIELD=VALUE ...] [--lengths L,..]
+                          [--seeds S,..]
 
 Runs one quality comparison of the attention variants, each run a `python -m train` of
 its own (its workdir kept under OUT/<name>_runs/, so a cut suite resumes where it
@@ -21,7 +22,9 @@ against wall-clock seconds; --size local is a CPU-sized run.
 --jobs N runs N trainings at once (on a GPU each gets 1/N of its memory): small models
 leave most of a GPU idle. --set FIELD=VALUE gives every run that config field, after its
 own (`--set batch_size=256 --set lr=3e-3`). --lengths L,.. (mqar, lm) runs those of the
-grid's lengths alone, so a grid too long for one sitting can be split.
+grid's lengths alone, so a grid too long for one sitting can be split. --seeds S,.. trains
+each run once per seed (a run's config seed sets its initialisation, its batches and, for
+mqar, its data); the tables give the mean over the seeds beside each seed's figure.
 """
 from __future__ import annotations
 
@@ -35,6 +38,7 @@ from typing import NamedTuple
 from configs.mqar import ATTENTION_KWARGS as MQAR_ATTENTION
 from configs.mqar import SIZES as MQAR_SIZES
 from lowrank_jax.tasks import mqar as mqar_task
+from lowrank_jax.training.config import MAX_SEED
 from train.cli import Parser, RawEpilogFormatter, word_list
 from train.errors import UserError, exit_on_user_error
 from train.metrics import read_metrics
@@ -132,6 +136,22 @@ def at_lengths(runs: list[Run], lengths: str | None, suite: str) -> list[Run]:
         raise UserError(f"--lengths={lengths!r} is not allowed; {allowed}.")
     keep = {int(text) for text in chosen}
     return [run for run in runs if run.row["L"] in keep]
+
+
+def at_seeds(runs: list[Run], seeds: str | None) -> list[Run]:
+    """Each run once per seed of --seeds, the seeds of a run side by side (None: each run
+    once, at its config's seed)."""
+    if seeds is None:
+        return runs
+    chosen = seeds.split(",")
+    if (not all(text.isdigit() and int(text) <= MAX_SEED for text in chosen)
+            or len(set(map(int, chosen))) < len(chosen)):
+        raise UserError(f"--seeds={seeds!r} is not allowed; give distinct integers from 0 to "
+                        f"{MAX_SEED}, comma-separated (e.g. --seeds 0,1,2).")
+    return [run._replace(name=f"{run.name}_seed{seed}",
+                         overrides=(*run.overrides, f"--config.seed={seed}"),
+                         row={**run.row, "seed": seed})
+            for run in runs for seed in map(int, chosen)]
 
 
 def config_overrides(settings: list[str]) -> tuple[str, ...]:
@@ -247,6 +267,10 @@ def training_seconds(records: list[dict]) -> list[tuple[int, float]]:
             if r.get("steps_per_second")]
 
 
+def last_training_second(points: list[tuple[int, float]]) -> float | None:
+    return points[-1][1] if points else None
+
+
 def collect(runs: list[Run], folder: str, timings: dict, metric: str) -> list[dict]:
     """A results row per run: its identity, its last evaluation's figures (`metric` first),
     its steps and batch, the wall-clock seconds and its curves; a failed run keeps its error."""
@@ -271,7 +295,9 @@ def collect(runs: list[Run], folder: str, timings: dict, metric: str) -> list[di
         rows.append({**row, **{k: v for k, v in final.items() if k != "step"},
                      **at_best_validation(found["eval"]),
                      "steps": final.get("step"), "batch": config["batch_size"],
-                     "seconds": (timing or {}).get("seconds"), "curves": found})
+                     "seconds": (timing or {}).get("seconds"),
+                     "training_seconds": last_training_second(found["seconds"]),
+                     "curves": found})
     return rows
 
 
@@ -308,6 +334,9 @@ def build_parser() -> Parser:
     parser.add_argument("--lengths", default=None,
                         help="mqar and lm: only these of the grid's sequence lengths, "
                              "comma-separated (default: all)")
+    parser.add_argument("--seeds", default=None,
+                        help="train each run once per seed, comma-separated (default: once, "
+                             "at its config's seed)")
     parser.add_argument("--data", default=None,
                         help="listops: the folder of LRA's files (default data/listops, "
                              "data/listops_local for --size local)")
@@ -329,9 +358,10 @@ def chosen_runs(args) -> tuple[str, list[Run]]:
     if args.jobs < 1 or args.steps is not None and args.steps < 1:
         raise UserError("--jobs and --steps are not allowed below 1.")
     data = args.data or ("data/listops_local" if size == "local" else "data/listops")
-    runs = at_lengths(listops_runs(size, variants, data) if args.suite == "listops" else
-                      (mqar_runs if args.suite == "mqar" else lm_runs)(size, variants),
-                      args.lengths, args.suite)
+    runs = at_seeds(at_lengths(listops_runs(size, variants, data) if args.suite == "listops"
+                               else (mqar_runs if args.suite == "mqar" else lm_runs)(size,
+                                                                                    variants),
+                               args.lengths, args.suite), args.seeds)
     if args.suite == "listops":
         write_listops_if_missing(data, size)
     runs = [run._replace(overrides=run.overrides + config_overrides(args.set))

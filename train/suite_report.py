@@ -20,15 +20,53 @@ def percent(value) -> str:
     return "-" if value is None else f"{100 * value:.2f}%"
 
 
+IDENTITY = ("variant", "L", "pairs")   # what names a row, apart from its seed
+
+
+def over_seeds(rows: list[dict], metric: str) -> list[dict]:
+    """One row per variant (and grid cell): rows trained at several seeds (--seeds) merge
+    into the mean of their figures, each seed's `metric` kept in `per_seed`."""
+    groups: dict[tuple, list[dict]] = {}
+    for r in rows:
+        groups.setdefault(tuple(r.get(k) for k in IDENTITY), []).append(r)
+    return [group[0] if "seed" not in group[0] else merged(group, metric)
+            for group in groups.values()]
+
+
+def merged(group: list[dict], metric: str) -> dict:
+    """The seeds of one row: a seed that failed or did not finish is the row's error (a
+    mean of the others would pass for all of them)."""
+    row = {k: group[0][k] for k in IDENTITY if k in group[0]}
+    row["per_seed"] = {r["seed"]: r.get(metric) for r in group}
+    errors = [f"seed {r['seed']}: {r['error']}" for r in group if "error" in r]
+    figures = [r for r in group if r.get(metric) is not None]
+    if errors or not figures:
+        return {**row, metric: None, "error": "; ".join(errors) or "no figures"}
+    for key in (metric, "val_accuracy", "test_accuracy_at_best_val", "seconds",
+                "training_seconds"):
+        values = [r[key] for r in figures if r.get(key) is not None]
+        row[key] = float(np.mean(values)) if values else None
+    return {**row, "steps": figures[0]["steps"], "batch": figures[0]["batch"]}
+
+
+def each_seed(row: dict, show) -> str:
+    """`row`'s seeds' figures, written by `show`, after its mean ("" for a single run)."""
+    if "per_seed" not in row:
+        return ""
+    return " (" + ", ".join(f"seed {seed} {show(value)}" for seed, value in
+                            row["per_seed"].items()) + ")"
+
+
 def listops_report(result: dict, png: str) -> str:
     from train.suite import LRA_LISTOPS
 
-    rows = result["results"]
+    rows = over_seeds(result["results"], "test_accuracy")
     lines = heading(result, f"ListOps, every variant in an encoder ({result['size']} size)")
     lines += ["Test accuracy after the last step (basic_test.tsv), and at the evaluation "
               "with the best validation accuracy (basic_val.tsv; what early stopping would "
               "keep); LRA's published figures beside them (Transformer 36.37%, Linformer "
-              "35.70%).", "",
+              "35.70%). A variant trained at several seeds shows their mean, each seed's "
+              "figure beside it.", "",
               "| variant | test accuracy | val accuracy | test at best val (step) | LRA | "
               "steps x batch | wall s |",
               "|---|---|---|---|---|---|---|"]
@@ -36,37 +74,61 @@ def listops_report(result: dict, png: str) -> str:
         if r.get("test_accuracy") is None:
             lines.append(f"| {r['variant']} | {r.get('error', 'not run')} | | | | | |")
             continue
-        lines.append(f"| {r['variant']} | {percent(r['test_accuracy'])} | "
-                     f"{percent(r.get('val_accuracy'))} | "
-                     f"{percent(r.get('test_accuracy_at_best_val'))} "
-                     f"({r.get('best_val_step', 0):,}) | {percent(LRA_LISTOPS.get(r['variant']))}"
-                     f" | {r['steps']:,} x {r['batch']} | {r['seconds'] or 0:.0f} |")
-    plot_listops(rows, png, LRA_LISTOPS)
+        best_step = f" ({r['best_val_step']:,})" if "best_val_step" in r else ""
+        lines.append(f"| {r['variant']} | {percent(r['test_accuracy'])}"
+                     f"{each_seed(r, percent)} | {percent(r.get('val_accuracy'))} | "
+                     f"{percent(r.get('test_accuracy_at_best_val'))}{best_step} | "
+                     f"{percent(LRA_LISTOPS.get(r['variant']))} | {r['steps']:,} x {r['batch']}"
+                     f" | {r['seconds'] or 0:.0f} |")
+    plot_listops(rows, result["results"], png, LRA_LISTOPS)
     return "\n".join(lines) + "\n"
 
 
-def plot_listops(rows: list[dict], png: str, reference: dict) -> None:
+def plot_listops(rows: list[dict], runs: list[dict], png: str, reference: dict) -> None:
+    """Bars: each variant's test accuracy (the mean over its seeds, their spread as a line);
+    curves: the validation accuracy of every run."""
     done = [r for r in rows if r.get("test_accuracy") is not None]
     fig, (bars, curves) = plt.subplots(1, 2, figsize=(11, 4), constrained_layout=True)
     names = [r["variant"] for r in done]
-    bars.bar(names, [100 * r["test_accuracy"] for r in done], color="tab:blue")
+    bars.bar(names, [100 * r["test_accuracy"] for r in done], color="tab:blue",
+             yerr=spread(done), capsize=4)
     for name, value in reference.items():
         bars.axhline(100 * value, ls="--", lw=1, color="grey")
         bars.annotate(f"LRA {name} {100 * value:.2f}", (0, 100 * value), fontsize="small",
                       xytext=(0, 3), textcoords="offset points")
     bars.set(ylabel="test accuracy (%)", title="ListOps test accuracy")
-    for r in done:
+    for r, style in styled(r for r in runs if r.get("test_accuracy") is not None):
         steps = [e["step"] for e in r["curves"]["eval"]]
         curves.plot(steps, [100 * e["val_accuracy"] for e in r["curves"]["eval"]], marker=".",
-                    label=r["variant"])
+                    **style)
     curves.set(xlabel="step", ylabel="validation accuracy (%)", title="learning curves")
     curves.grid(True, alpha=0.3)
     curves.legend(fontsize="small")
     save(fig, png)
 
 
+def spread(rows: list[dict]):
+    """Error bars in percent from each mean down to its lowest seed and up to its highest
+    (None when no row has seeds)."""
+    if not any("per_seed" in r for r in rows):
+        return None
+    values = [[v for v in r.get("per_seed", {}).values() if v is not None] or [r["test_accuracy"]]
+              for r in rows]
+    return [[100 * (r["test_accuracy"] - min(v)) for r, v in zip(rows, values)],
+            [100 * (max(v) - r["test_accuracy"]) for r, v in zip(rows, values)]]
+
+
+def styled(runs):
+    """(run, plot keywords): a colour per variant, its name on its first line only."""
+    colours: dict[str, str] = {}
+    for r in runs:
+        first = r["variant"] not in colours
+        colours.setdefault(r["variant"], f"C{len(colours)}")
+        yield r, {"color": colours[r["variant"]], "label": r["variant"] if first else None}
+
+
 def mqar_report(result: dict, png: str) -> str:
-    rows = result["results"]
+    rows = over_seeds(result["results"], "answer_accuracy")
     variants = list(dict.fromkeys(r["variant"] for r in rows))
     lengths = sorted({r["L"] for r in rows})
     pairs = sorted({r["pairs"] for r in rows})
@@ -75,7 +137,8 @@ def mqar_report(result: dict, png: str) -> str:
                 else r.get("answer_accuracy") for r in rows}
     lines = heading(result, "Multi-query associative recall: held-out answer accuracy")
     lines += ["Rows: variant and key-value pairs; columns: sequence length. '-': the pairs do "
-              "not fit in the row, or the run failed or did not finish (listed below).", "",
+              "not fit in the row, or the run failed or did not finish (listed below). Over "
+              "several seeds a cell is their mean.", "",
               "| variant | pairs | " + " | ".join(f"L {n}" for n in lengths) + " |",
               "|---|---|" + "---|" * len(lengths)]
     for variant in variants:
@@ -108,21 +171,22 @@ def plot_mqar(variants, lengths, pairs, accuracy: dict, png: str) -> None:
 
 
 def lm_report(result: dict, png: str) -> str:
-    rows = result["results"]
+    rows = over_seeds(result["results"], "bits_per_byte")
     lines = heading(result, "Language models at equal tokens: validation bits per byte")
     lines += ["Every run sees the same tokens per step for the same steps (the batch is the "
               "tokens over the context length). 'training s' leaves compiles out "
-              "(the logged rates' time); 'wall s' is the whole run.", "",
+              "(the logged rates' time); 'wall s' is the whole run. Over several seeds: "
+              "the means, each seed's bits per byte beside them.", "",
               "| variant | context | val bits/byte | tokens | training s | wall s |",
               "|---|---|---|---|---|---|"]
     for r in sorted(rows, key=lambda r: (r["L"], r["variant"])):
         if r.get("bits_per_byte") is None:
             lines.append(f"| {r['variant']} | {r['L']:,} | {r.get('error', 'not run')} | | | |")
             continue
-        lines.append(f"| {r['variant']} | {r['L']:,} | {r['bits_per_byte']:.4f} | "
-                     f"{tokens_seen(r, r['steps']):,} | {training_time(r):.0f} | "
-                     f"{r['seconds'] or 0:.0f} |")
-    plot_lm(rows, png)
+        lines.append(f"| {r['variant']} | {r['L']:,} | {r['bits_per_byte']:.4f}"
+                     f"{each_seed(r, '{:.4f}'.format)} | {tokens_seen(r, r['steps']):,} | "
+                     f"{r.get('training_seconds') or 0:.0f} | {r['seconds'] or 0:.0f} |")
+    plot_lm(result["results"], png)
     return "\n".join(lines) + "\n"
 
 
@@ -130,13 +194,13 @@ def tokens_seen(row: dict, step: int) -> int:
     return step * row["batch"] * row["L"]
 
 
-def training_time(row: dict, step: int | None = None) -> float:
-    """Training seconds up to `step` (default: the last), read off the logged rates."""
+def training_time(row: dict, step: int) -> float:
+    """Training seconds up to `step`, read off the logged rates."""
     points = row["curves"]["seconds"]
     if not points:
         return 0.0
     steps, seconds = zip(*points)
-    return float(np.interp(row["steps"] if step is None else step, (0, *steps), (0, *seconds)))
+    return float(np.interp(step, (0, *steps), (0, *seconds)))
 
 
 def plot_lm(rows: list[dict], png: str) -> None:
@@ -146,13 +210,13 @@ def plot_lm(rows: list[dict], png: str) -> None:
                              constrained_layout=True)
     for column, length in enumerate(lengths):
         by_tokens, by_seconds = axes[0][column], axes[1][column]
-        for r in (r for r in done if r["L"] == length):
+        for r, style in styled(r for r in done if r["L"] == length):
             evals = r["curves"]["eval"]
             bpb = [e["bits_per_byte"] for e in evals]
             by_tokens.plot([tokens_seen(r, e["step"]) / 1e6 for e in evals], bpb, marker=".",
-                           label=r["variant"])
+                           **style)
             by_seconds.plot([training_time(r, e["step"]) for e in evals], bpb, marker=".",
-                            label=r["variant"])
+                            **style)
         by_tokens.set(xlabel="tokens (millions)", ylabel="validation bits per byte",
                       title=f"context {length:,}" if length else "no run finished")
         by_seconds.set(xlabel="training seconds", ylabel="validation bits per byte")

@@ -15,6 +15,7 @@ WEIGHT_DECAY_ON = ("all", "matrices")
 POSITIVE_INTS = ("steps", "batch_size", "log_every", "eval_every", "checkpoint_every",
                  "keep_checkpoints")
 TOKENIZERS = ("bytes", "bpe")
+MAX_SEED = 2**32 - 1   # what jax.random.key takes
 SWITCHES = ("allow_schedule_change", "skip_nonfinite")   # optional, false when absent
 MESH_DEFAULTS = {"data": 0, "fsdp": 1}   # optional, and the least each may be (data 0: all)
 # Fields a config may leave out (a workdir's config.json from before they existed).
@@ -159,8 +160,8 @@ def check_training_fields(config) -> None:
         value = config[field]
         require(is_int(value) and value >= 1,
                 f"{field}={value!r} is not allowed; it must be a positive integer.")
-    require(is_int(config.seed) and 0 <= config.seed < 2**32,
-            f"seed={config.seed!r} is not allowed; it must be an integer from 0 to {2**32 - 1}.")
+    require(is_int(config.seed) and 0 <= config.seed <= MAX_SEED,
+            f"seed={config.seed!r} is not allowed; it must be an integer from 0 to {MAX_SEED}.")
     for field in ("warmup_steps", "num_devices"):
         require(is_int(config[field]) and config[field] >= 0,
                 f"{field}={config[field]!r} is not allowed; it must be an integer >= 0.")
