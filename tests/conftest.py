@@ -4,13 +4,28 @@ set before JAX starts its backend. JAX's persistent compilation cache, shared by
 workers and the `python -m ...` runs the tests start (they inherit the environment): many
 tests compile the same programs, each in a fresh process."""
 import os
+import shutil
 import tempfile
+import time
 
 os.environ["XLA_FLAGS"] = " ".join([
     os.environ.get("XLA_FLAGS", ""), "--xla_force_host_platform_device_count=8",
     "--xla_cpu_multi_thread_eigen=false", "intra_op_parallelism_threads=1"]).strip()
-os.environ.setdefault("JAX_COMPILATION_CACHE_DIR",
-                      os.path.join(tempfile.gettempdir(), "lowrank-jax-tests-jax-cache"))
+
+
+def compilation_cache_dir() -> str:
+    """A folder of this test run's own, which its xdist workers share. JAX writes an entry
+    in place, so a run killed mid-write leaves it torn: a later run must not read it, and
+    the main process removes the folders of runs older than a day."""
+    parent = os.path.join(tempfile.gettempdir(), f"lowrank-jax-tests-{os.getuid()}")
+    if "PYTEST_XDIST_WORKER" not in os.environ and os.path.isdir(parent):
+        for name in os.listdir(parent):
+            if time.time() - os.path.getmtime(os.path.join(parent, name)) > 86_400:
+                shutil.rmtree(os.path.join(parent, name), ignore_errors=True)
+    return os.path.join(parent, os.environ.get("PYTEST_XDIST_TESTRUNUID", f"pid{os.getpid()}"))
+
+
+os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", compilation_cache_dir())
 
 import contextlib  # noqa: E402
 

@@ -25,8 +25,11 @@ def run(module, *args, stdin="", cwd=ROOT):
 
 
 def start(module, *args):
-    """`python -m module args` in the background, as a user's shell starts it."""
-    return subprocess.Popen([sys.executable, "-m", module, *args], cwd=ROOT, env=user_env(),
+    """`python -m module args` in the background, as a user's shell starts it. Without the
+    suite's compilation cache: a test may kill it while it writes an entry (in place)."""
+    env = user_env()
+    env.pop("JAX_COMPILATION_CACHE_DIR", None)
+    return subprocess.Popen([sys.executable, "-m", module, *args], cwd=ROOT, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 

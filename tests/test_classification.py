@@ -306,7 +306,7 @@ def test_suite_seeds_train_each_run_once_per_seed_side_by_side():
     assert runs[1].overrides[-1] == "--config.seed=7" and runs[1].row == {"variant": "standard",
                                                                         "seed": 7}
     assert suite.at_seeds(runs, None) == runs
-    for bad in ("0,0", "1,x", "-1", "4294967296"):
+    for bad in ("0,0", "1,x", "-1", "4294967296", "\u00b2"):
         with pytest.raises(UserError, match=rf"--seeds='{bad}' is not allowed; give distinct "
                                             r"integers from 0 to 4294967295"):
             suite.at_seeds(runs, bad)
@@ -333,3 +333,37 @@ def test_the_listops_table_gives_the_mean_over_seeds_and_each_seed(tmp_path):
     # One seed cut short: the variant has no figure, not the mean of the seeds that finished.
     assert "| linformer | seed 1: not finished |" in text
     assert (tmp_path / "listops.png").stat().st_size > 0
+
+
+def test_suite_seeds_refuse_a_seed_of_their_own_before_any_data_is_written(tmp_path, capsys):
+    data = tmp_path / "data"
+    with pytest.raises(SystemExit) as stop:
+        suite.main(["suite", "listops", "--seeds", "0,1", "--set", "seed=3", "--data", str(data)])
+    assert stop.value.code == 2 and not data.exists()
+    assert capsys.readouterr().err.strip().endswith(
+        "--set seed=.. is not allowed with --seeds; --seeds sets each run's seed.")
+
+
+def test_the_mqar_and_lm_tables_over_seeds(tmp_path):
+    from train import suite_report
+
+    machine = {"device": "cpu", "date": "2026-12-04", "jax": "0"}
+    cells = [{"variant": "linformer", "L": 64, "pairs": 4, "seed": s, "answer_accuracy": a,
+              "steps": 10, "batch": 2, "curves": {"eval": [], "train": [], "seconds": []}}
+             for s, a in ((0, 0.98), (1, 1.0))]
+    text = suite_report.mqar_report({"command": "c", "machine": machine, "results": cells},
+                                    str(tmp_path / "mqar.png"))
+    assert "| linformer | 4 | 99.00% (98.0-100.0) |" in text
+
+    def lm_row(seed, bpb, rate):   # rate: steps per training second, logged at step 10
+        curves = {"eval": [{"step": 10, "bits_per_byte": bpb}], "train": [],
+                  "seconds": [(10, 10 / rate)]}
+        return {"variant": "standard", "L": 64, "seed": seed, "bits_per_byte": bpb, "steps": 10,
+                "batch": 2, "seconds": 9.0, "curves": curves}
+    single = {k: v for k, v in lm_row(0, 1.5, 2.0).items() if k != "seed"}
+    for rows, line in (([single], "| standard | 64 | 1.5000 | 1,280 | 5 | 9 |"),
+                       ([lm_row(0, 1.5, 2.0), lm_row(1, 1.7, 1.0)],
+                        "| standard | 64 | 1.6000 (seed 0 1.5000, seed 1 1.7000) | 1,280 | 8 | 9 |")):
+        text = suite_report.lm_report({"command": "c", "machine": machine, "results": rows},
+                                      str(tmp_path / "lm.png"))
+        assert line in text

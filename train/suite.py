@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -123,13 +124,18 @@ def lm_runs(size: str, variants) -> list[Run]:
     return runs
 
 
+def is_digits(text: str) -> bool:
+    """0-9 alone (str.isdigit also takes digits such as '²', which int() refuses)."""
+    return re.fullmatch(r"[0-9]+", text) is not None
+
+
 def at_lengths(runs: list[Run], lengths: str | None, suite: str) -> list[Run]:
     """The runs at the --lengths given (None: all of them)."""
     if lengths is None:
         return runs
     grid = sorted({run.row["L"] for run in runs if "L" in run.row})
     chosen = lengths.split(",")
-    bad = [text for text in chosen if not text.isdigit() or int(text) not in grid]
+    bad = [text for text in chosen if not is_digits(text) or int(text) not in grid]
     if not grid or bad:
         allowed = (f"choose from {', '.join(map(str, grid))}" if grid
                    else f"{suite} has no sequence-length grid")
@@ -144,7 +150,7 @@ def at_seeds(runs: list[Run], seeds: str | None) -> list[Run]:
     if seeds is None:
         return runs
     chosen = seeds.split(",")
-    if (not all(text.isdigit() and int(text) <= MAX_SEED for text in chosen)
+    if (not all(is_digits(text) and int(text) <= MAX_SEED for text in chosen)
             or len(set(map(int, chosen))) < len(chosen)):
         raise UserError(f"--seeds={seeds!r} is not allowed; give distinct integers from 0 to "
                         f"{MAX_SEED}, comma-separated (e.g. --seeds 0,1,2).")
@@ -267,10 +273,6 @@ def training_seconds(records: list[dict]) -> list[tuple[int, float]]:
             if r.get("steps_per_second")]
 
 
-def last_training_second(points: list[tuple[int, float]]) -> float | None:
-    return points[-1][1] if points else None
-
-
 def collect(runs: list[Run], folder: str, timings: dict, metric: str) -> list[dict]:
     """A results row per run: its identity, its last evaluation's figures (`metric` first),
     its steps and batch, the wall-clock seconds and its curves; a failed run keeps its error."""
@@ -295,9 +297,7 @@ def collect(runs: list[Run], folder: str, timings: dict, metric: str) -> list[di
         rows.append({**row, **{k: v for k, v in final.items() if k != "step"},
                      **at_best_validation(found["eval"]),
                      "steps": final.get("step"), "batch": config["batch_size"],
-                     "seconds": (timing or {}).get("seconds"),
-                     "training_seconds": last_training_second(found["seconds"]),
-                     "curves": found})
+                     "seconds": (timing or {}).get("seconds"), "curves": found})
     return rows
 
 
@@ -357,15 +357,19 @@ def chosen_runs(args) -> tuple[str, list[Run]]:
                         f"choose from {', '.join(suite.variants)}.")
     if args.jobs < 1 or args.steps is not None and args.steps < 1:
         raise UserError("--jobs and --steps are not allowed below 1.")
+    if args.seeds is not None and any(item.removeprefix("config.").startswith("seed=")
+                                      for item in args.set):
+        raise UserError("--set seed=.. is not allowed with --seeds; --seeds sets each run's "
+                        "seed.")
+    settings = config_overrides(args.set)
     data = args.data or ("data/listops_local" if size == "local" else "data/listops")
     runs = at_seeds(at_lengths(listops_runs(size, variants, data) if args.suite == "listops"
                                else (mqar_runs if args.suite == "mqar" else lm_runs)(size,
                                                                                     variants),
                                args.lengths, args.suite), args.seeds)
-    if args.suite == "listops":
+    if args.suite == "listops":  # the arguments are all good: the data may be written
         write_listops_if_missing(data, size)
-    runs = [run._replace(overrides=run.overrides + config_overrides(args.set))
-            for run in runs]
+    runs = [run._replace(overrides=run.overrides + settings) for run in runs]
     return size, runs
 
 

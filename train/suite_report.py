@@ -42,11 +42,11 @@ def merged(group: list[dict], metric: str) -> dict:
     figures = [r for r in group if r.get(metric) is not None]
     if errors or not figures:
         return {**row, metric: None, "error": "; ".join(errors) or "no figures"}
-    for key in (metric, "val_accuracy", "test_accuracy_at_best_val", "seconds",
-                "training_seconds"):
+    for key in (metric, "val_accuracy", "test_accuracy_at_best_val", "seconds"):
         values = [r[key] for r in figures if r.get(key) is not None]
         row[key] = float(np.mean(values)) if values else None
-    return {**row, "steps": figures[0]["steps"], "batch": figures[0]["batch"]}
+    return {**row, "steps": figures[0]["steps"], "batch": figures[0]["batch"],
+            "training_seconds": float(np.mean([trained_seconds(r) for r in figures]))}
 
 
 def each_seed(row: dict, show) -> str:
@@ -139,21 +139,31 @@ def mqar_report(result: dict, png: str) -> str:
     # A cut run's last evaluation is from part of its schedule, not its result.
     accuracy = {(r["variant"], r["L"], r["pairs"]): None if "error" in r
                 else r.get("answer_accuracy") for r in rows}
+    seeds = {(r["variant"], r["L"], r["pairs"]): r["per_seed"] for r in rows
+             if "per_seed" in r and "error" not in r}
     lines = heading(result, "Multi-query associative recall: held-out answer accuracy")
     lines += ["Rows: variant and key-value pairs; columns: sequence length. '-': the pairs do "
               "not fit in the row, or the run failed or did not finish (listed below). Over "
-              "several seeds a cell is their mean.", "",
+              "several seeds a cell is their mean, the lowest and the highest seed in "
+              "brackets.", "",
               "| variant | pairs | " + " | ".join(f"L {n}" for n in lengths) + " |",
               "|---|---|" + "---|" * len(lengths)]
     for variant in variants:
         for p in pairs:
             lines.append(f"| {variant} | {p} | " + " | ".join(
-                percent(accuracy.get((variant, n, p))) for n in lengths) + " |")
+                percent(accuracy.get((variant, n, p))) + seed_range(seeds.get((variant, n, p)))
+                for n in lengths) + " |")
     failed = [r for r in rows if "error" in r]
     lines += [""] + [f"- {r['variant']} L {r['L']} pairs {r['pairs']}: {r['error']}"
                      for r in failed]
     plot_mqar(variants, lengths, pairs, accuracy, png)
     return "\n".join(lines) + "\n"
+
+
+def seed_range(per_seed: dict | None) -> str:
+    if not per_seed:
+        return ""
+    return f" ({100 * min(per_seed.values()):.1f}-{100 * max(per_seed.values()):.1f})"
 
 
 def plot_mqar(variants, lengths, pairs, accuracy: dict, png: str) -> None:
@@ -189,13 +199,18 @@ def lm_report(result: dict, png: str) -> str:
             continue
         lines.append(f"| {r['variant']} | {r['L']:,} | {r['bits_per_byte']:.4f}"
                      f"{each_seed(r, '{:.4f}'.format)} | {tokens_seen(r, r['steps']):,} | "
-                     f"{r.get('training_seconds') or 0:.0f} | {r['seconds'] or 0:.0f} |")
+                     f"{trained_seconds(r):.0f} | {r['seconds'] or 0:.0f} |")
     plot_lm(result["results"], png)
     return "\n".join(lines) + "\n"
 
 
 def tokens_seen(row: dict, step: int) -> int:
     return step * row["batch"] * row["L"]
+
+
+def trained_seconds(row: dict) -> float:
+    """A run's training seconds (compiles left out); a row of several seeds holds their mean."""
+    return row["training_seconds"] if "per_seed" in row else training_time(row, row["steps"])
 
 
 def training_time(row: dict, step: int) -> float:
