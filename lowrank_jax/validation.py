@@ -3,6 +3,7 @@ by the entry points in train/ (which print them and exit 2)."""
 from __future__ import annotations
 
 import math
+import re
 from typing import Any, Mapping
 
 
@@ -18,6 +19,11 @@ def require(ok: bool, message: str) -> None:
 
 def is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
+
+
+def is_digits(text: str) -> bool:
+    """0-9 alone: a whole number int() reads (str.isdigit also takes '²', which it refuses)."""
+    return re.fullmatch(r"[0-9]+", text) is not None
 
 
 def is_number(value: Any) -> bool:

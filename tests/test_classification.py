@@ -141,6 +141,8 @@ def test_every_encoder_variant_takes_a_finite_step_and_learns(data_dir, config_f
                                          "header Source<TAB>Target."),
     ("Source\tTarget\n( [MAX 2 3 ] )\t12\n", "basic_val.tsv line 2 is not allowed; each line is "
                                              "an example, a tab, and its label 0-9."),
+    ("Source\tTarget\n( [MAX 2 3 ] )\t\u00b2\n", "basic_val.tsv line 2 is not allowed; each "
+                                                  "line is an example, a tab, and its label 0-9."),
     ("Source\tTarget\n( [MAX 2 33 ] )\t3\n", "basic_val.tsv in '{}' is not allowed with "
                                              "model.max_len=60: its example 1 holds '33', which "
                                              "is not a ListOps symbol."),

@@ -15,6 +15,7 @@ import sys
 import jax
 import numpy as np
 
+from lowrank_jax.validation import is_digits
 from train.errors import UserError
 
 ENV = ("JAX_COORDINATOR_ADDRESS", "JAX_NUM_PROCESSES", "JAX_PROCESS_ID")
@@ -26,7 +27,7 @@ def start_from_environment() -> None:
     if "JAX_COORDINATOR_ADDRESS" not in os.environ:
         return
     values = [os.environ.get(name, "") for name in ENV]
-    count, index = (int(v) if v.isdigit() else -1 for v in values[1:])
+    count, index = (int(v) if is_digits(v) else -1 for v in values[1:])
     if count < 1 or not 0 <= index < count:
         raise UserError(f"JAX_NUM_PROCESSES={values[1]!r} and JAX_PROCESS_ID={values[2]!r} are "
                         "not allowed with JAX_COORDINATOR_ADDRESS; give the number of processes "

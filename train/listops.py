@@ -17,6 +17,7 @@ import sys
 import time
 
 from lowrank_jax.tasks import labelled, listops
+from lowrank_jax.validation import is_digits
 from train.cli import Parser, number_list
 from train.data import write_atomically
 from train.errors import UserError, exit_on_user_error
@@ -94,7 +95,7 @@ def read_split(folder: str, split: str) -> tuple[list[str], list[int]]:
                         "Source<TAB>Target.")
     sources, labels = [], []
     for number, row in enumerate(rows[1:], 2):
-        if len(row) != 2 or not row[1].isdigit() or int(row[1]) >= listops.NUM_CLASSES:
+        if len(row) != 2 or not is_digits(row[1]) or int(row[1]) >= listops.NUM_CLASSES:
             raise UserError(f"{path} line {number} is not allowed; each line is an example, "
                             f"a tab, and its label 0-{listops.NUM_CLASSES - 1}.")
         sources.append(row[0])

@@ -26,6 +26,7 @@ import time
 import jax
 
 from configs.base import make_lm_config
+from lowrank_jax.validation import is_digits
 from train.bench import train_quietly
 from train.cli import Parser, RawEpilogFormatter, word_list
 from train.errors import UserError, exit_on_user_error
@@ -83,7 +84,7 @@ def moved(source: str, workdir: str, config) -> dict[int, float]:
     shutil.copytree(source, workdir)
     middle = config.steps // 2
     for step in os.listdir(os.path.join(workdir, "checkpoints")):
-        if step.isdigit() and int(step) > middle:
+        if is_digits(step) and int(step) > middle:
             shutil.rmtree(os.path.join(workdir, "checkpoints", step))
     train_quietly(config, workdir)
     return {step: loss for step, loss in losses(workdir).items() if step > middle}

@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import subprocess
 import sys
 import time
@@ -40,6 +39,7 @@ from configs.mqar import ATTENTION_KWARGS as MQAR_ATTENTION
 from configs.mqar import SIZES as MQAR_SIZES
 from lowrank_jax.tasks import mqar as mqar_task
 from lowrank_jax.training.config import MAX_SEED
+from lowrank_jax.validation import is_digits
 from train.cli import Parser, RawEpilogFormatter, word_list
 from train.errors import UserError, exit_on_user_error
 from train.metrics import read_metrics
@@ -122,11 +122,6 @@ def lm_runs(size: str, variants) -> list[Run]:
             runs.append(Run(f"{variant}_L{length}", config, overrides,
                             {"variant": variant, "L": length}))
     return runs
-
-
-def is_digits(text: str) -> bool:
-    """0-9 alone (str.isdigit also takes digits such as '²', which int() refuses)."""
-    return re.fullmatch(r"[0-9]+", text) is not None
 
 
 def at_lengths(runs: list[Run], lengths: str | None, suite: str) -> list[Run]:
