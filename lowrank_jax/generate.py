@@ -31,7 +31,7 @@ import numpy as np
 from lowrank_jax.config import ModelConfig
 from lowrank_jax.model import GPT
 from lowrank_jax.sampling import SamplingConfig, sample
-from lowrank_jax.validation import UserError, is_int, require
+from lowrank_jax.validation import INT32_MAX, UserError, is_int, require
 
 
 class Generation(NamedTuple):
@@ -64,8 +64,9 @@ def generate(model: GPT, params, prompt, max_new_tokens: int = 64, temperature: 
     cfg.replace(mode="prefill")  # refuses a model that cannot decode (an encoder)
     sampling = SamplingConfig(temperature, top_k, top_p, repetition_penalty).check()
     rows = prompt_rows(prompt, cfg.vocab_size)
-    require(is_int(max_new_tokens) and max_new_tokens >= 1,
-            f"max_new_tokens={max_new_tokens!r} is not allowed; it must be a positive integer.")
+    require(is_int(max_new_tokens) and 1 <= max_new_tokens <= INT32_MAX,
+            f"max_new_tokens={max_new_tokens!r} is not allowed; it must be an integer from 1 to "
+            f"{INT32_MAX}.")
     longest = max(len(row) for row in rows)
     require(longest <= cfg.max_len,
             f"a prompt of {longest} tokens is longer than max_len={cfg.max_len}; shorten it "

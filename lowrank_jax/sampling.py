@@ -15,7 +15,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-from lowrank_jax.validation import is_int, is_number, require
+from lowrank_jax.validation import INT32_MAX, is_int, is_number, require
 
 
 class SamplingConfig(NamedTuple):
@@ -28,8 +28,9 @@ class SamplingConfig(NamedTuple):
         require(is_number(self.temperature) and self.temperature >= 0,
                 f"temperature={self.temperature!r} is not allowed; it must be a number >= 0 "
                 "(0 is greedy decoding).")
-        require(is_int(self.top_k) and self.top_k >= 0,
-                f"top_k={self.top_k!r} is not allowed; it must be an integer >= 0 (0 keeps every token).")
+        require(is_int(self.top_k) and 0 <= self.top_k <= INT32_MAX,
+                f"top_k={self.top_k!r} is not allowed; it must be an integer from 0 to "
+                f"{INT32_MAX} (0 keeps every token).")
         require(is_number(self.top_p) and 0 < self.top_p <= 1,
                 f"top_p={self.top_p!r} is not allowed; it must be in (0, 1].")
         require(is_number(self.repetition_penalty) and self.repetition_penalty > 0,

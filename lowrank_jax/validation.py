@@ -7,6 +7,9 @@ import re
 from typing import Any, Mapping
 
 
+INT32_MAX = 2**31 - 1   # counts and sizes live in int32 arrays
+
+
 class UserError(ValueError):
     """Bad input a user can fix (a config value, an argument, a file, a workdir); the
     message is one sentence naming what was given and what is allowed."""

@@ -297,12 +297,15 @@ BAD = [
                                      r"in \[0, vocab_size=11\)\."),
     (dict(prompt=[[-1]]), r"prompt token -1 in row 0 is not allowed; token ids must be in "
                           r"\[0, vocab_size=11\)\."),
-    (dict(max_new_tokens=0), r"max_new_tokens=0 is not allowed; it must be a positive integer\."),
+    (dict(max_new_tokens=0), r"max_new_tokens=0 is not allowed; it must be an integer from 1 to "
+                             r"2147483647\."),
+    (dict(max_new_tokens=2**31), r"max_new_tokens=2147483648 is not allowed; it must be an "
+                                 r"integer from 1 to 2147483647\."),
     (dict(eos_id=11), r"eos_id=11 is not allowed; it must be None or a token id in "
                       r"\[0, vocab_size=11\)\."),
     (dict(top_p=0.0), r"top_p=0\.0 is not allowed; it must be in \(0, 1\]\."),
-    (dict(top_k=-1), r"top_k=-1 is not allowed; it must be an integer >= 0 \(0 keeps every "
-                     r"token\)\."),
+    (dict(top_k=-1), r"top_k=-1 is not allowed; it must be an integer from 0 to 2147483647 "
+                     r"\(0 keeps every token\)\."),
     (dict(temperature=-0.5), r"temperature=-0\.5 is not allowed; it must be a number >= 0 "
                              r"\(0 is greedy decoding\)\."),
     (dict(repetition_penalty=0), r"repetition_penalty=0 is not allowed; it must be a positive "

@@ -56,7 +56,9 @@ def test_sampling_frequencies_follow_the_filtered_distribution():
 @pytest.mark.parametrize("changes,message", [
     (dict(top_p=0.0), r"top_p=0\.0 is not allowed; it must be in \(0, 1\]\."),
     (dict(top_p=1.5), r"top_p=1\.5 is not allowed; it must be in \(0, 1\]\."),
-    (dict(top_k=-1), r"top_k=-1 is not allowed; it must be an integer >= 0 \(0 keeps every token\)\."),
+    (dict(top_k=-1), r"top_k=-1 is not allowed; it must be an integer from 0 to 2147483647 \(0 "
+                     r"keeps every token\)\."),
+    (dict(top_k=2**31), r"top_k=2147483648 is not allowed; it must be an integer from 0 to "),
     (dict(temperature=-0.1), r"temperature=-0\.1 is not allowed; it must be a number >= 0"),
     (dict(repetition_penalty=0), r"repetition_penalty=0 is not allowed; it must be a positive number"),
 ])

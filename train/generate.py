@@ -14,6 +14,8 @@ import jax
 
 from lowrank_jax.generate import generate
 from lowrank_jax.model import GPT
+from lowrank_jax.training.config import MAX_SEED
+from lowrank_jax.validation import INT32_MAX
 from train.cli import Parser
 from train.errors import UserError, exit_on_user_error
 from train.pretrained import language_model, load_latest
@@ -33,10 +35,17 @@ def parse_args(argv: list[str]):
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--num-samples", type=int, default=1)
     args = parser.parse_args(argv[1:])
-    if args.num_samples < 1:
-        raise UserError(f"--num-samples={args.num_samples} is not allowed; it must be >= 1.")
+    if not 1 <= args.num_samples <= INT32_MAX:
+        raise UserError(f"--num-samples={args.num_samples} is not allowed; it must be from 1 "
+                        f"to {INT32_MAX}.")
+    if not 0 <= args.seed <= MAX_SEED:
+        raise UserError(f"--seed={args.seed} is not allowed; it must be from 0 to {MAX_SEED}.")
     if not args.prompt:
         raise UserError("--prompt is empty; give at least one character to continue.")
+    try:
+        args.prompt.encode("utf-8")
+    except UnicodeEncodeError:   # bytes the shell passed on that are not UTF-8
+        raise UserError("--prompt is not UTF-8 text; give the prompt in UTF-8.") from None
     return args
 
 
@@ -47,13 +56,18 @@ def main(argv: list[str]) -> None:
         if run.tokenizer is None:
             raise UserError(f"workdir {args.workdir!r} holds a {run.config.task!r} model, not a "
                             "language model on text; pass the workdir of a text run.")
-        prompt = [run.tokenizer.encode(args.prompt)] * args.num_samples
         start = time.perf_counter()
-        out = generate(GPT(run.model_cfg), run.params, prompt,
-                       max_new_tokens=args.max_new_tokens, temperature=args.temperature,
-                       top_k=args.top_k, top_p=args.top_p,
-                       repetition_penalty=args.repetition_penalty, rng=jax.random.key(args.seed))
-        tokens, lengths = jax.device_get(out)
+        try:
+            prompt = [run.tokenizer.encode(args.prompt)] * args.num_samples
+            out = generate(GPT(run.model_cfg), run.params, prompt,
+                           max_new_tokens=args.max_new_tokens, temperature=args.temperature,
+                           top_k=args.top_k, top_p=args.top_p,
+                           repetition_penalty=args.repetition_penalty,
+                           rng=jax.random.key(args.seed))
+            tokens, lengths = jax.device_get(out)
+        except MemoryError:
+            raise UserError(f"--num-samples={args.num_samples} rows of --max-new-tokens="
+                            f"{args.max_new_tokens} do not fit in memory; lower them.") from None
         seconds = time.perf_counter() - start
     for i, (row, n) in enumerate(zip(tokens, lengths, strict=True), 1):
         if args.num_samples > 1:
