@@ -13,7 +13,8 @@ import jax.numpy as jnp
 from flax.core import FrozenDict
 
 from lowrank_jax.attention import ATTENTIONS
-from lowrank_jax.validation import UserError, check_choice, check_kwargs, is_int, is_number, require
+from lowrank_jax.validation import (UserError, check_choice, check_kwargs, check_positive_int,
+                                   is_int, is_number, require)
 
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16, "float16": jnp.float16,
           "float64": jnp.float64}
@@ -69,9 +70,7 @@ class ModelConfig:
 
     def __post_init__(self):
         for field in POSITIVE_INTS:
-            value = getattr(self, field)
-            require(is_int(value) and value >= 1,
-                    f"{field}={value!r} is not allowed; it must be a positive integer.")
+            check_positive_int(field, getattr(self, field))
         for field, allowed in CHOICES.items():
             check_choice(field, getattr(self, field), allowed)
         for field in BOOLS:

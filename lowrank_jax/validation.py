@@ -24,6 +24,13 @@ def is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
+def check_positive_int(field: str, value: Any) -> None:
+    """A count or a size: at least 1, and within int32, where the arrays hold it."""
+    require(is_int(value) and value >= 1,
+            f"{field}={value!r} is not allowed; it must be a positive integer.")
+    require(value <= INT32_MAX, f"{field}={value!r} is not allowed; it must be at most {INT32_MAX}.")
+
+
 def is_digits(text: str) -> bool:
     """0-9 alone: a whole number int() reads (str.isdigit also takes '²', which it refuses)."""
     return re.fullmatch(r"[0-9]+", text) is not None

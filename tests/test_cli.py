@@ -99,6 +99,16 @@ def test_plot_draws_the_curves_of_a_run(trained, tmp_path):
     (["--config.model.attention_kwargs.rnak=2"],
      "attention_kwargs for 'deep_qkv' got unknown key 'rnak'; allowed keys are rank, strict, temp, unit_gate."),
     (["--frobnicate"], "unknown argument '--frobnicate'; see --help."),
+    (["--config.model=3"], "--config.model: model is a section, not a value; set one of its "
+                           "fields, as --config.model.FIELD=VALUE."),
+    (["--config.steps.x=1"], "--config.steps.x: steps is a value, not a section; write "
+                             "--config.steps=VALUE."),
+    (["--config.task=text"], "task 'text' needs the config section data (see "
+                             "configs/lm_standard.py)."),
+    (["--config=README.md"], "--config 'README.md' is not a config file: it must be a Python "
+                             "file (.py) with a get_config() function."),
+    (["--config.batch_size=99999999999999999999"],
+     "batch_size=99999999999999999999 is not allowed; it must be at most 2147483647."),
     (["--config.seed=99999999999999999999"],
      "seed=99999999999999999999 is not allowed; it must be an integer from 0 to 4294967295."),
     # Refused once the run had begun to write (checkpoints/, the task's data): undone.

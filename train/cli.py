@@ -152,6 +152,9 @@ def config_path(path: str) -> str:
 def load_config_file(spec: str) -> ml_collections.ConfigDict:
     path, _, arg = spec.partition(":")
     path = config_path(path)
+    if not path.endswith(".py"):
+        raise UserError(f"--config {path!r} is not a config file: it must be a Python file "
+                        "(.py) with a get_config() function.")
     module_spec = importlib.util.spec_from_file_location("experiment_config", path)
     module = importlib.util.module_from_spec(module_spec)
     with config_file_errors(spec, path):
@@ -228,14 +231,20 @@ def apply_override(config: ml_collections.ConfigDict, override: str) -> None:
             # A variant option the config file did not list: ModelConfig checks its name.
             node[part] = parse_value(field, text, None)
             return
-        if not isinstance(node, ml_collections.ConfigDict) or part not in node:
-            where = ".".join(parts[:depth]) or "the config"
-            known = list(node.keys()) if isinstance(node, ml_collections.ConfigDict) else []
+        where = ".".join(parts[:depth]) or "the config"
+        if not isinstance(node, ml_collections.ConfigDict):
+            raise UserError(f"--config.{field}: {where} is a value, not a section; write "
+                            f"--config.{where}=VALUE.")
+        if part not in node:
+            known = list(node.keys())
             close = difflib.get_close_matches(part, known, n=1)
             hint = f"; did you mean {close[0]!r}?" if close else f"; known fields: {', '.join(known)}."
             raise UserError(f"--config.{field}: {where} has no field {part!r}{hint}")
         if depth < len(parts) - 1:
             node = node[part]
+    if isinstance(node[parts[-1]], ml_collections.ConfigDict):
+        raise UserError(f"--config.{field}: {field} is a section, not a value; set one of "
+                        f"its fields, as --config.{field}.FIELD=VALUE.")
     node[parts[-1]] = parse_value(field, text, node[parts[-1]])
 
 

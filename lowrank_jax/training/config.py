@@ -9,7 +9,8 @@ from typing import Any, ClassVar
 from lowrank_jax.config import ModelConfig
 from lowrank_jax.tasks import TASKS, Task
 from lowrank_jax.tokenizer import MIN_BPE_VOCAB
-from lowrank_jax.validation import check_choice, is_int, is_number, require
+from lowrank_jax.validation import (check_choice, check_positive_int, is_int, is_number,
+                                   require)
 
 WEIGHT_DECAY_ON = ("all", "matrices")
 POSITIVE_INTS = ("steps", "batch_size", "log_every", "eval_every", "checkpoint_every",
@@ -107,6 +108,8 @@ def run_spec(config) -> RunSpec:
     text = config.task == "text"
     data = None
     if text:
+        require(config.get("data") is not None, "task 'text' needs the config section data "
+                "(see configs/lm_standard.py).")
         check_data_config(config.data)
         data = fields_of(DataSpec, config.data)
         path = data["path"]
@@ -157,9 +160,7 @@ def check_train_config(spec: RunSpec, data=None) -> tuple[ModelConfig, Task]:
 def check_training_fields(config) -> None:
     """The schedule, the optimizer and the task (run_spec checks the data and the model)."""
     for field in POSITIVE_INTS:
-        value = config[field]
-        require(is_int(value) and value >= 1,
-                f"{field}={value!r} is not allowed; it must be a positive integer.")
+        check_positive_int(field, config[field])
     require(is_int(config.seed) and 0 <= config.seed <= MAX_SEED,
             f"seed={config.seed!r} is not allowed; it must be an integer from 0 to {MAX_SEED}.")
     for field in ("warmup_steps", "num_devices"):
