@@ -123,6 +123,20 @@ def test_a_torn_metrics_line_is_dropped_with_a_warning(runs, tmp_path, capsys):
     assert [r["step"] for r in read_metrics(workdir)] == [r["step"] for r in read_metrics(runs / "whole")]
 
 
+def test_metrics_lines_that_are_not_records_of_a_step_are_left_out(tmp_path, capsys):
+    good = [{"step": 1, "loss": 2.0}, {"step": 2, "loss": 1.5}]
+    bad = [b"[1]", b'{"step": "abc"}', b'{"loss": 1}', b"\xff\xfe", b"null"]
+    lines = [json.dumps(good[0]).encode(), *bad, json.dumps(good[1]).encode()]
+    (tmp_path / "metrics.jsonl").write_bytes(b"\n".join(lines) + b"\n")
+    assert read_metrics(tmp_path) == good
+    warned = capsys.readouterr().err
+    assert all(f"metrics.jsonl line {n} is not a whole record" in warned for n in range(2, 7))
+    folder = tmp_path / "as_folder"
+    (folder / "metrics.jsonl").mkdir(parents=True)
+    with pytest.raises(UserError, match="metrics.jsonl is a folder, not a run's metrics file"):
+        read_metrics(folder)
+
+
 def test_a_truncated_token_cache_is_rebuilt(tmp_path, capsys):
     tokens = np.arange(1000) % 256
     cache = str(tmp_path / "cache")

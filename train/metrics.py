@@ -16,6 +16,7 @@ from tensorboardX import SummaryWriter
 from tqdm import tqdm
 
 from lowrank_jax.training.step import FIRST_NONFINITE, summarize
+from lowrank_jax.validation import UserError, is_int
 from train.data import write_atomically
 from train.distributed import is_primary
 
@@ -85,17 +86,26 @@ def eval_line(record: dict) -> str:
 
 
 def records(path: str) -> list[dict]:
-    """Every whole record; a line a crash cut short is left out, with a warning."""
+    """Every whole record; a line a crash cut short (or any line that is not a record of a
+    step) is left out, with a warning."""
     kept = []
-    with open(path) as f:
-        for number, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                kept.append(json.loads(line))
-            except json.JSONDecodeError:
-                print(f"warning: {os.path.basename(path)} line {number} is not a whole record; "
-                      "it is left out.", file=sys.stderr)
+    try:
+        with open(path, encoding="utf-8", errors="replace") as f:
+            lines = list(f)
+    except IsADirectoryError:
+        raise UserError(f"{path} is a folder, not a run's metrics file; move it away.") from None
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            record = None
+        if isinstance(record, dict) and is_int(record.get("step")):
+            kept.append(record)
+        else:
+            print(f"warning: {os.path.basename(path)} line {number} is not a whole record; "
+                  "it is left out.", file=sys.stderr)
     return kept
 
 
