@@ -104,3 +104,23 @@ def test_the_cli_writes_lra_files_and_never_replaces_them(tmp_path, capsys):
     assert_clean_error(run("train.listops", "--out", str(tmp_path / "x"), "--num-val", "-1"),
                        "--num-val=-1 is not allowed; give a count of 0 or more.")
     assert not (tmp_path / "x").exists()
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--lengths", "1,1"], "--lengths=1,1 is not allowed; give the shortest and the longest "
+                           "length, 4 <= MIN <= MAX, as MIN,MAX."),
+    # 4 operators x 10 x 10 values: 400 lists of 4 symbols, no more.
+    (["--lengths", "4,4"], "lengths 4-4 hold too few distinct ListOps examples: 400 found; "
+                           "widen the lengths or ask for fewer examples."),
+    (["--out", "{file}"], "--out '{file}' is not allowed; give a folder (new or holding no "
+                          "ListOps files)."),
+])
+def test_the_cli_refuses_what_it_cannot_write_in_one_sentence(tmp_path, capsys, args, message):
+    taken = tmp_path / "a_file"
+    taken.write_text("mine")
+    args = [a.format(file=taken) for a in args]
+    with pytest.raises(SystemExit) as stop:
+        main(["listops", "--out", str(tmp_path / "out"), "--num-train", "1000", *args])
+    assert stop.value.code == 2 and not (tmp_path / "out").exists()
+    assert capsys.readouterr().err.strip().endswith(message.format(file=taken))
+    assert taken.read_text() == "mine"

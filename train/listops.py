@@ -48,9 +48,10 @@ def parse_args(argv: list[str]):
                             "give a count of 0 or more.")
     if args.seed < 0:
         raise UserError(f"--seed={args.seed} is not allowed; give 0 or more.")
-    if len(args.lengths) != 2 or not 1 <= args.lengths[0] <= args.lengths[1]:
+    if len(args.lengths) != 2 or not listops.SHORTEST <= args.lengths[0] <= args.lengths[1]:
         raise UserError(f"--lengths={','.join(map(str, args.lengths))} is not allowed; give "
-                        "the shortest and the longest length, 1 <= MIN <= MAX, as MIN,MAX.")
+                        f"the shortest and the longest length, {listops.SHORTEST} <= MIN <= MAX, "
+                        "as MIN,MAX.")
     if args.workers is not None and args.workers < 1:
         raise UserError(f"--workers={args.workers} is not allowed; give 1 or more.")
     return args
@@ -60,6 +61,9 @@ def write_splits(out: str, counts: dict[str, int], seed: int, lengths=(listops.M
                  listops.MAX_LENGTH), workers: int | None = None, progress=print) -> None:
     """The three TSV files in `out`; refuses (before generating) to replace any. `workers`
     None: every core for PARALLEL_FROM examples or more."""
+    if not out or os.path.exists(out) and not os.path.isdir(out):
+        raise UserError(f"--out {out!r} is not allowed; give a folder (new or holding no "
+                        "ListOps files).")
     held = [name for name in FILES.values() if os.path.exists(os.path.join(out, name))]
     if held:
         raise UserError(f"--out {out!r} already holds {held[0]}; choose another folder or "

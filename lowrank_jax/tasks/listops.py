@@ -18,9 +18,14 @@ from collections.abc import Iterator
 
 import numpy as np
 
+from lowrank_jax.validation import UserError
+
 OPERATORS = ("[MIN", "[MAX", "[MED", "[SM")
 MAX_DEPTH, MAX_ARGS, LEAF_PROBABILITY = 10, 10, 0.75
 MIN_LENGTH, MAX_LENGTH = 500, 2000
+SHORTEST = 4   # the shortest list: an operator, two values and its "]"
+# Chunks in a row that bring no new example before the draw is given up as exhausted.
+FRUITLESS_CHUNKS = 100
 NUM_CLASSES = 10   # the values an example can have
 PROGRESS_EVERY = 10_000
 # Token ids: 0 pads, then the symbols a model sees.
@@ -93,7 +98,7 @@ def examples(seed: int, lengths=(MIN_LENGTH, MAX_LENGTH), workers: int = 1
              ) -> Iterator[tuple[str, int]]:
     """Distinct (source, label) pairs, forever: the chunks in order, repeats dropped; the
     same ones for the same seed whatever the number of worker processes."""
-    seen = set()
+    seen, fruitless = set(), 0
     with contextlib.ExitStack() as stack:
         pool = (stack.enter_context(multiprocessing.get_context("spawn").Pool(workers))
                 if workers > 1 else None)
@@ -101,8 +106,14 @@ def examples(seed: int, lengths=(MIN_LENGTH, MAX_LENGTH), workers: int = 1
             indices = range(start, start + 4 * workers)
             draw = functools.partial(chunk, seed, lengths=lengths)
             for drawn in (pool.map(draw, indices) if pool else map(draw, indices)):
-                for example in drawn:
-                    if example[0] not in seen:
+                fresh = [example for example in drawn if example[0] not in seen]
+                fruitless = 0 if fresh else fruitless + 1
+                if fruitless == FRUITLESS_CHUNKS:
+                    raise UserError(f"lengths {lengths[0]}-{lengths[1]} hold too few distinct "
+                                    f"ListOps examples: {len(seen):,} found; widen the "
+                                    "lengths or ask for fewer examples.")
+                for example in fresh:
+                    if example[0] not in seen:   # a chunk may draw one twice
                         seen.add(example[0])
                         yield example
 
