@@ -344,6 +344,13 @@ def test_suite_seeds_refuse_a_seed_of_their_own_before_any_data_is_written(tmp_p
     assert stop.value.code == 2 and not data.exists()
     assert capsys.readouterr().err.strip().endswith(
         "--set seed=.. is not allowed with --seeds; --seeds sets each run's seed.")
+    taken = tmp_path / "a_file"
+    taken.write_text("mine")
+    with pytest.raises(SystemExit):
+        suite.main(["suite", "mqar", "--out", str(taken)])
+    assert capsys.readouterr().err.strip().endswith(f"--out '{taken}' is not allowed; give a "
+                                                    "folder.")
+    assert taken.read_text() == "mine"
 
 
 def test_the_mqar_and_lm_tables_over_seeds(tmp_path):

@@ -82,6 +82,9 @@ def test_plot_draws_the_curves_of_a_run(trained, tmp_path):
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert_clean_error(run("train.plot", str(tmp_path / "none")),
                        "holds no metrics.jsonl; train a run there first.")
+    assert_clean_error(run("train.plot", trained, "--out", str(tmp_path / "curves.txt")),
+                       f"--out '{tmp_path / 'curves.txt'}' is not allowed; give an image file "
+                       "ending in .png, .pdf, .svg, .jpg.")
 
 
 @pytest.mark.parametrize("args,message", [

@@ -14,6 +14,7 @@ from train.errors import UserError, exit_on_user_error
 from train.metrics import METRICS_FILE, read_metrics
 
 PROGRAM = "python -m train.plot"
+IMAGE_TYPES = (".png", ".pdf", ".svg", ".jpg")
 CURVES_FILE = "curves.png"
 
 
@@ -62,6 +63,9 @@ def main(argv: list[str]) -> None:
         out = args.out or os.path.join(args.workdir, CURVES_FILE)
         if not os.path.isdir(os.path.dirname(os.path.abspath(out))):
             raise UserError(f"--out {out!r} is in a folder that does not exist.")
+        if os.path.splitext(out)[1].lower() not in IMAGE_TYPES or os.path.isdir(out):
+            raise UserError(f"--out {out!r} is not allowed; give an image file ending in "
+                            f"{', '.join(IMAGE_TYPES)}.")
         plot_run(records, out, f"{os.path.basename(os.path.abspath(args.workdir))}")
     print(f"wrote {out}")
 

@@ -352,6 +352,9 @@ def chosen_runs(args) -> tuple[str, list[Run]]:
                         f"choose from {', '.join(suite.variants)}.")
     if args.jobs < 1 or args.steps is not None and args.steps < 1:
         raise UserError("--jobs and --steps are not allowed below 1.")
+    if args.out is not None and (not args.out or os.path.exists(args.out)
+                                 and not os.path.isdir(args.out)):
+        raise UserError(f"--out {args.out!r} is not allowed; give a folder.")
     if args.seeds is not None and any(item.removeprefix("config.").startswith("seed=")
                                       for item in args.set):
         raise UserError("--set seed=.. is not allowed with --seeds; --seeds sets each run's "
