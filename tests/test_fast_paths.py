@@ -247,6 +247,22 @@ def test_attention_benchmark_writes_json_markdown_and_png(tmp_path, capsys):
     assert "written:" in capsys.readouterr().out
 
 
+@pytest.mark.parametrize("args, message", [
+    (["attention", "--lengths", "0"], "--lengths=0 is not allowed; it must be from 1 to "),
+    (["attention", "--lengths", "64,-5"], "--lengths=-5 is not allowed"),
+    (["attention", "--tokens", "-1"], "--tokens=-1 is not allowed"),
+    (["abc-sort", "--repeats", "0"], "--repeats=0 is not allowed"),
+    (["abc-variants", "--seeds", "1,-2"], "--seeds=-2 is not allowed; seeds go from 0 to "),
+])
+def test_benchmark_counts_are_refused_in_one_sentence(tmp_path, capsys, args, message):
+    from train import bench
+
+    with pytest.raises(SystemExit) as stop:
+        bench.main(["bench", *args, "--out", str(tmp_path / "b")])
+    assert stop.value.code == 2 and not (tmp_path / "b").exists()
+    assert message in capsys.readouterr().err
+
+
 def test_the_step_benchmark_says_where_the_time_goes():
     """A trace's ops go to the parts their metadata names (on a CPU the ops run on host
     threads), and the parts with 'rest' add up to the step's time."""

@@ -42,7 +42,9 @@ from train.cli import (
     number_list,
     word_list,
 )
-from train.errors import exit_on_user_error
+from lowrank_jax.training.config import MAX_SEED
+from lowrank_jax.validation import INT32_MAX
+from train.errors import UserError, exit_on_user_error
 
 PROGRAM = "python -m train.bench"
 
@@ -301,6 +303,18 @@ def gpu_benchmark(name: str, args) -> tuple[dict, str]:
     return result, markdown_of(result)
 
 
+def check_counts(args) -> None:
+    """The lengths, tokens, repeats and steps are counts (from 1), the seeds keys' seeds."""
+    for flag, values in (("--lengths", args.lengths or [1]), ("--tokens", [args.tokens]),
+                         ("--repeats", [args.repeats]), ("--steps", [args.steps or 1])):
+        bad = [v for v in values if not 1 <= v <= INT32_MAX]
+        if bad:
+            raise UserError(f"{flag}={bad[0]} is not allowed; it must be from 1 to {INT32_MAX}.")
+    bad = [seed for seed in args.seeds if not 0 <= seed <= MAX_SEED]
+    if bad:
+        raise UserError(f"--seeds={bad[0]} is not allowed; seeds go from 0 to {MAX_SEED}.")
+
+
 def fresh_run_folder() -> str:
     return os.path.join("runs", time.strftime("bench-%Y%m%d-%H%M%S"))
 
@@ -330,6 +344,7 @@ def main(argv: list[str]) -> None:
     png = None
     with exit_on_user_error(PROGRAM):
         args = parser.parse_args(argv[1:])
+        check_counts(args)
         if args.benchmark in ("attention", "step", "memory"):
             result, text = gpu_benchmark(args.benchmark, args)
             png = result.pop("png")
