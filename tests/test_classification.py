@@ -337,7 +337,7 @@ def test_the_listops_table_gives_the_mean_over_seeds_and_each_seed(tmp_path):
     assert (tmp_path / "listops.png").stat().st_size > 0
 
 
-def test_suite_seeds_refuse_a_seed_of_their_own_before_any_data_is_written(tmp_path, capsys):
+def test_suite_arguments_are_checked_before_any_data_or_run_is_written(tmp_path, capsys):
     data = tmp_path / "data"
     with pytest.raises(SystemExit) as stop:
         suite.main(["suite", "listops", "--seeds", "0,1", "--set", "seed=3", "--data", str(data)])
@@ -351,6 +351,13 @@ def test_suite_seeds_refuse_a_seed_of_their_own_before_any_data_is_written(tmp_p
     assert capsys.readouterr().err.strip().endswith(f"--out '{taken}' is not allowed; give a "
                                                     "folder.")
     assert taken.read_text() == "mine"
+    # A setting no config can take is refused before any run starts, not by every run.
+    with pytest.raises(SystemExit):
+        suite.main(["suite", "mqar", "--set", "stepz=3", "--out", str(tmp_path / "q")])
+    assert capsys.readouterr().err.strip().endswith(
+        "run standard_L64_p4: --config.stepz: the config has no field 'stepz'; did you mean "
+        "'steps'?")
+    assert not (tmp_path / "q").exists()
 
 
 def test_the_mqar_and_lm_tables_over_seeds(tmp_path):

@@ -38,9 +38,9 @@ from typing import NamedTuple
 from configs.mqar import ATTENTION_KWARGS as MQAR_ATTENTION
 from configs.mqar import SIZES as MQAR_SIZES
 from lowrank_jax.tasks import mqar as mqar_task
-from lowrank_jax.training.config import MAX_SEED
+from lowrank_jax.training.config import MAX_SEED, run_spec
 from lowrank_jax.validation import is_digits
-from train.cli import Parser, RawEpilogFormatter, word_list
+from train.cli import Parser, RawEpilogFormatter, apply_override, load_config_file, word_list
 from train.errors import UserError, exit_on_user_error
 from train.metrics import read_metrics
 
@@ -368,7 +368,21 @@ def chosen_runs(args) -> tuple[str, list[Run]]:
     if args.suite == "listops":  # the arguments are all good: the data may be written
         write_listops_if_missing(data, size)
     runs = [run._replace(overrides=run.overrides + settings) for run in runs]
+    for run in runs:
+        check_config(run)
     return size, runs
+
+
+def check_config(run: Run) -> None:
+    """The run's config as `python -m train` would read it, checked before anything starts
+    (a --set naming no field would fail every run, one by one)."""
+    try:
+        config = load_config_file(run.config)
+        for override in run.overrides:
+            apply_override(config, override.removeprefix("--config."))
+        run_spec(config)
+    except UserError as err:
+        raise UserError(f"run {run.name}: {err}") from None
 
 
 def main(argv: list[str]) -> None:
