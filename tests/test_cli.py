@@ -102,6 +102,7 @@ def test_plot_draws_the_curves_of_a_run(trained, tmp_path):
     (["--config.model.attention_kwargs.rnak=2"],
      "attention_kwargs for 'deep_qkv' got unknown key 'rnak'; allowed keys are rank, strict, temp, unit_gate."),
     (["--frobnicate"], "unknown argument '--frobnicate'; see --help."),
+    (["--workdir="], "--workdir is empty; give a folder."),
     (["--config.model=3"], "--config.model: model is a section, not a value; set one of its "
                            "fields, as --config.model.FIELD=VALUE."),
     (["--config.steps.x=1"], "--config.steps.x: steps is a value, not a section; write "

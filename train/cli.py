@@ -129,6 +129,8 @@ def parse_flags(argv: list[str], program: str, doc: str, workdir: bool,
     unknown = [a for a in rest if not a.startswith(OVERRIDE_PREFIX)]
     if unknown:
         raise UserError(f"unknown argument {unknown[0]!r}; see --help.")
+    if args.workdir == "":
+        raise UserError("--workdir is empty; give a folder.")
     path, _, arg = args.config.partition(":")
     name = os.path.splitext(os.path.basename(path))[0] + (f"_{arg}" if arg else "")
     return SimpleNamespace(config=args.config, config_name=name, workdir=args.workdir,

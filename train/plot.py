@@ -60,7 +60,7 @@ def main(argv: list[str]) -> None:
         if not any("loss" in r for r in records):
             raise UserError(f"{os.path.join(args.workdir, METRICS_FILE)} holds no training "
                             "loss yet; plot it after the first log step.")
-        out = args.out or os.path.join(args.workdir, CURVES_FILE)
+        out = os.path.join(args.workdir, CURVES_FILE) if args.out is None else args.out
         if not os.path.isdir(os.path.dirname(os.path.abspath(out))):
             raise UserError(f"--out {out!r} is in a folder that does not exist.")
         if os.path.splitext(out)[1].lower() not in IMAGE_TYPES or os.path.isdir(out):
