@@ -205,8 +205,10 @@ def test_the_default_output_is_beside_the_checkpoints_which_stay_untouched(capsy
                             "into at least two blocks."),
     (["--block-size", "16"], "--block-size=16 is not allowed"),
 ])
-def test_bad_model_input_is_one_sentence(capsys, standard_run, args, message):
-    assert_one_sentence(capsys, ["model", "--workdir", standard_run, *args], message)
+def test_bad_model_input_is_one_sentence(capsys, standard_run, tmp_path, args, message):
+    out = [] if "--out" in args else ["--out", str(tmp_path / "a")]
+    assert_one_sentence(capsys, ["model", "--workdir", standard_run, *args, *out], message)
+    assert not (tmp_path / "a").exists()   # refused before its folder was made
 
 
 def test_a_folder_without_a_checkpoint_is_one_sentence(capsys, tmp_path):

@@ -231,11 +231,11 @@ def check_lengths(args, length: int, width: int) -> tuple[list[int], int]:
 
 def run_model(args) -> None:
     run = language_model(load_latest(args.workdir), args.workdir)
-    out = args.out or os.path.join(args.workdir, "analysis")
-    make_output_folder(out)
     tokens_BL, layers = attention_of(run, args.batch, args.seed)
     length = tokens_BL.shape[1]
     ranks, block = check_lengths(args, length, layers[0][1].shape[-1])
+    out = args.out or os.path.join(args.workdir, "analysis")
+    make_output_folder(out)   # after the checks: a refused run leaves no empty folder
     heads = {}
     progress = tqdm(total=len(layers) * layers[0][0].shape[1], unit="head", disable=None,
                     desc="analysing")
