@@ -348,8 +348,8 @@ def test_suite_arguments_are_checked_before_any_data_or_run_is_written(tmp_path,
     taken.write_text("mine")
     with pytest.raises(SystemExit):
         suite.main(["suite", "mqar", "--out", str(taken)])
-    assert capsys.readouterr().err.strip().endswith(f"--out '{taken}' is not allowed; give a "
-                                                    "folder.")
+    assert capsys.readouterr().err.strip().endswith(
+        f"--out '{taken}' cannot be made a folder (File exists); pass a folder you can write to.")
     assert taken.read_text() == "mine"
     # A setting no config can take is refused before any run starts, not by every run.
     with pytest.raises(SystemExit):

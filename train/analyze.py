@@ -34,7 +34,7 @@ from lowrank_jax.attention.core import ATTENTION_QUERIES, ATTENTION_VALUES, ATTE
 from lowrank_jax.attention.linformer import default_block_size
 from lowrank_jax.model import GPT, attention_intermediates
 from lowrank_jax.training.config import MAX_SEED
-from train.cli import Parser, number_list
+from train.cli import Parser, make_output_folder, number_list
 from train.errors import UserError, exit_on_user_error
 from train.plots import Curve, plot_curves, plot_log_grid, plot_spectra
 from train.pretrained import language_model, load_latest
@@ -303,14 +303,6 @@ def print_model_table(run, args, length: int, block: int, summary: dict) -> None
     print(f"  a causal Linformer with blocks of {block} needs at least c slots per block: "
           f"{max(per_head)} with its own projections per head (sharing none; median head "
           f"{np.median(per_head):g}), by layer {per_layer} with one per layer (headwise)")
-
-
-def make_output_folder(out: str) -> None:
-    try:
-        os.makedirs(out, exist_ok=True)
-    except OSError as err:
-        raise UserError(f"--out {out!r} cannot be made a folder ({err.strerror}); pass a folder "
-                        "you can write to.") from None
 
 
 def write_model(out, run, args, block, layers, heads, ranks, summary) -> None:

@@ -70,6 +70,15 @@ def description(doc: str | None) -> str | None:
     return " ".join(paragraphs[1 if len(paragraphs) > 1 else 0].split())
 
 
+def make_output_folder(out: str) -> None:
+    """--out as a folder, made if new; one sentence if it cannot be."""
+    try:
+        os.makedirs(out, exist_ok=True)
+    except OSError as err:
+        raise UserError(f"--out {out!r} cannot be made a folder ({err.strerror}); pass a folder "
+                        "you can write to.") from None
+
+
 def number_list(kind):
     """An argparse type: comma-separated numbers (the one list style of every tool)."""
     def parse(text: str) -> list:

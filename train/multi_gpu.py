@@ -28,7 +28,7 @@ import jax
 from configs.base import make_lm_config
 from lowrank_jax.validation import is_digits
 from train.bench import train_quietly
-from train.cli import Parser, RawEpilogFormatter, word_list
+from train.cli import Parser, RawEpilogFormatter, make_output_folder, word_list
 from train.errors import UserError, exit_on_user_error
 from train.metrics import read_metrics
 from train.suite import training_seconds
@@ -188,6 +188,7 @@ def main(argv: list[str]) -> None:
                             f"{jax.device_count()}; on a CPU, set XLA_FLAGS="
                             "--xla_force_host_platform_device_count=2 for a dry run.")
         out = args.out or os.path.join("runs", time.strftime("two-gpus-%Y%m%d-%H%M%S"))
+        make_output_folder(out)
         print(compare(args.size, args.variants, args.steps, args.data, out,
                       " ".join([PROGRAM, *argv[1:]])))
 

@@ -40,7 +40,8 @@ from configs.mqar import SIZES as MQAR_SIZES
 from lowrank_jax.tasks import mqar as mqar_task
 from lowrank_jax.training.config import MAX_SEED, run_spec
 from lowrank_jax.validation import is_digits
-from train.cli import Parser, RawEpilogFormatter, apply_override, load_config_file, word_list
+from train.cli import (Parser, RawEpilogFormatter, apply_override, load_config_file,
+                       make_output_folder, word_list)
 from train.errors import UserError, exit_on_user_error
 from train.metrics import read_metrics
 
@@ -352,9 +353,6 @@ def chosen_runs(args) -> tuple[str, list[Run]]:
                         f"choose from {', '.join(suite.variants)}.")
     if args.jobs < 1 or args.steps is not None and args.steps < 1:
         raise UserError("--jobs and --steps are not allowed below 1.")
-    if args.out is not None and (not args.out or os.path.exists(args.out)
-                                 and not os.path.isdir(args.out)):
-        raise UserError(f"--out {args.out!r} is not allowed; give a folder.")
     if args.seeds is not None and any(item.removeprefix("config.").startswith("seed=")
                                       for item in args.set):
         raise UserError("--set seed=.. is not allowed with --seeds; --seeds sets each run's "
@@ -389,7 +387,8 @@ def main(argv: list[str]) -> None:
     with exit_on_user_error(PROGRAM):
         args = build_parser().parse_args(argv[1:])
         size, runs = chosen_runs(args)
-    out = args.out or os.path.join("runs", time.strftime("suite-%Y%m%d-%H%M%S"))
+        out = args.out or os.path.join("runs", time.strftime("suite-%Y%m%d-%H%M%S"))
+        make_output_folder(out)
     folder = os.path.join(out, f"{args.suite}_runs")
     metric = SUITES[args.suite].metric
     command_line = " ".join([PROGRAM, *argv[1:]])
