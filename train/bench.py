@@ -39,6 +39,7 @@ from train.cli import (
     Parser,
     RawEpilogFormatter,
     load_config,
+    make_output_folder,
     number_list,
     word_list,
 )
@@ -345,6 +346,8 @@ def main(argv: list[str]) -> None:
     with exit_on_user_error(PROGRAM):
         args = parser.parse_args(argv[1:])
         check_counts(args)
+        out = args.out or fresh_run_folder()
+        make_output_folder(out)   # before the benchmark: its figures must have a place
         if args.benchmark in ("attention", "step", "memory"):
             result, text = gpu_benchmark(args.benchmark, args)
             png = result.pop("png")
@@ -359,8 +362,6 @@ def main(argv: list[str]) -> None:
         else:
             result = bench_decode()
             text = decode_markdown(result)
-    out = args.out or fresh_run_folder()
-    os.makedirs(out, exist_ok=True)
     stem = os.path.join(out, result["benchmark"])
     with open(stem + ".json", "w") as f:
         json.dump(result, f, indent=2)
