@@ -116,7 +116,7 @@ def spread(rows: list[dict]):
     (None when no row has seeds)."""
     if not any("per_seed" in r for r in rows):
         return None
-    values = [[v for v in r.get("per_seed", {}).values() if v is not None] or [r["test_accuracy"]]
+    values = [list(r["per_seed"].values()) if "per_seed" in r else [r["test_accuracy"]]
               for r in rows]
     return [[100 * (r["test_accuracy"] - min(v)) for r, v in zip(rows, values)],
             [100 * (max(v) - r["test_accuracy"]) for r, v in zip(rows, values)]]

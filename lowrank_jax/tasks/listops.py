@@ -106,16 +106,16 @@ def examples(seed: int, lengths=(MIN_LENGTH, MAX_LENGTH), workers: int = 1
             indices = range(start, start + 4 * workers)
             draw = functools.partial(chunk, seed, lengths=lengths)
             for drawn in (pool.map(draw, indices) if pool else map(draw, indices)):
-                fresh = [example for example in drawn if example[0] not in seen]
-                fruitless = 0 if fresh else fruitless + 1
+                before = len(seen)
+                for example in drawn:
+                    if example[0] not in seen:
+                        seen.add(example[0])
+                        yield example
+                fruitless = 0 if len(seen) > before else fruitless + 1
                 if fruitless == FRUITLESS_CHUNKS:
                     raise UserError(f"lengths {lengths[0]}-{lengths[1]} hold too few distinct "
                                     f"ListOps examples: {len(seen):,} found; widen the "
                                     "lengths or ask for fewer examples.")
-                for example in fresh:
-                    if example[0] not in seen:   # a chunk may draw one twice
-                        seen.add(example[0])
-                        yield example
 
 
 def splits(seed: int, counts: dict[str, int], lengths=(MIN_LENGTH, MAX_LENGTH),
