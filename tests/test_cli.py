@@ -8,6 +8,7 @@ import pytest
 from lowrank_jax import ATTENTIONS
 from configs.abc_sort import get_config
 from train.cli import load_config_file
+from train import plot
 from train.loop import train_and_evaluate
 from train.errors import UserError
 
@@ -85,6 +86,15 @@ def test_plot_draws_the_curves_of_a_run(trained, tmp_path):
     assert_clean_error(run("train.plot", trained, "--out", str(tmp_path / "curves.txt")),
                        f"--out '{tmp_path / 'curves.txt'}' is not allowed; give an image file "
                        "ending in .png, .pdf, .svg, .jpg.")
+
+
+def test_plot_skips_values_that_are_not_numbers(tmp_path):
+    records = [{"step": 1, "loss": 2.5, "lr": 1e-3}, {"step": 2, "loss": "abc", "lr": 1e-3},
+               {"step": 3, "loss": None, "lr": True}, {"step": 4, "loss": 2.0, "lr": 1e-3}]
+    assert plot.series(records, "loss") == ([1, 4], [2.5, 2.0])
+    assert plot.series(records, "lr") == ([1, 2, 4], [1e-3, 1e-3, 1e-3])
+    (tmp_path / "metrics.jsonl").write_text('{"step": 1, "loss": "abc"}\n')
+    assert_clean_error(run("train.plot", str(tmp_path)), "holds no training loss yet")
 
 
 @pytest.mark.parametrize("args,message", [

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import sys
 
+from lowrank_jax.validation import is_number
 from train.cli import Parser
 from train.errors import UserError, exit_on_user_error
 from train.metrics import METRICS_FILE, read_metrics
@@ -27,7 +28,9 @@ def parse_args(argv: list[str]):
 
 
 def series(records: list[dict], name: str) -> tuple[list[int], list[float]]:
-    points = [(r["step"], r[name]) for r in records if r.get(name) is not None]
+    """The steps and values of `name`; a value that is not a finite number (a non-finite
+    loss is logged as null; a hand-edited file may hold anything) is no point."""
+    points = [(r["step"], r[name]) for r in records if is_number(r.get(name))]
     return [s for s, _ in points], [v for _, v in points]
 
 
@@ -57,7 +60,7 @@ def main(argv: list[str]) -> None:
             raise UserError(f"workdir {args.workdir!r} holds no {METRICS_FILE}; train a run "
                             "there first.")
         records = read_metrics(args.workdir)
-        if not any("loss" in r for r in records):
+        if not series(records, "loss")[0]:
             raise UserError(f"{os.path.join(args.workdir, METRICS_FILE)} holds no training "
                             "loss yet; plot it after the first log step.")
         out = os.path.join(args.workdir, CURVES_FILE) if args.out is None else args.out
