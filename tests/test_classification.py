@@ -337,6 +337,37 @@ def test_the_listops_table_gives_the_mean_over_seeds_and_each_seed(tmp_path):
     assert (tmp_path / "listops.png").stat().st_size > 0
 
 
+def test_suite_results_merge_into_one_table_a_later_row_replacing_an_earlier(tmp_path):
+    def result(command, device, rows):
+        return {"benchmark": "quality_listops", "size": "small", "command": command,
+                "machine": {"device": device, "date": "2026-12-06", "jax": "0"},
+                "results": rows}
+    failed = {"variant": "standard", "seed": 0, "test_accuracy": None, "error": "out of memory"}
+    first = result("a", "H100", [failed, seed_row("lowrank_qk", 0, 0.37)])
+    second = result(["b", "c"], "H200", [seed_row("standard", 0, 0.38)])
+    paths = []
+    for number, content in enumerate((first, second)):
+        paths.append(tmp_path / f"{number}.json")
+        paths[-1].write_text(json.dumps(content))
+    result = run("train.suite_merge", "--out", str(tmp_path / "m"), *map(str, paths))
+    assert result.returncode == 0, result.stderr
+    merged = json.loads((tmp_path / "m" / "quality_listops.json").read_text())
+    assert [(r["variant"], r["test_accuracy"]) for r in merged["results"]] == [
+        ("standard", 0.38), ("lowrank_qk", 0.37)]
+    assert merged["command"] == ["a", "b", "c"] and merged["machine"]["device"] == "H100, H200"
+    table = (tmp_path / "m" / "quality_listops.md").read_text()
+    assert "`a`, `b`, `c` on H100, H200" in table and "| standard | 38.00% (seed 0 38.00%) |" in table
+    other = tmp_path / "lm.json"
+    other.write_text(json.dumps({**second, "benchmark": "quality_lm"}))
+    assert_clean_error(run("train.suite_merge", "--out", str(tmp_path / "x"), str(paths[0]),
+                           str(other)),
+                       "the files hold different suites (quality_listops, quality_lm); merge "
+                       "the results of one suite at a time.")
+    assert_clean_error(run("train.suite_merge", "--out", str(tmp_path / "x"), str(tmp_path)),
+                       "is not a readable suite results file (IsADirectoryError)")
+    assert not (tmp_path / "x").exists()
+
+
 def test_suite_arguments_are_checked_before_any_data_or_run_is_written(tmp_path, capsys):
     data = tmp_path / "data"
     with pytest.raises(SystemExit) as stop:

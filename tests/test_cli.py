@@ -41,7 +41,7 @@ def test_a_run_outside_a_terminal_logs_lines_and_ends_with_a_summary(trained_run
 
 
 ENTRY_POINTS = ["train", "train.evaluate", "train.generate", "train.analyze", "train.plot",
-                "train.sort_demo", "train.bench"]
+                "train.sort_demo", "train.bench", "train.suite_merge"]
 
 
 @pytest.mark.parametrize("module", ENTRY_POINTS)

@@ -410,16 +410,9 @@ def write_results(suite: str, size: str, command_line: str, out: str, rows: list
     """quality_<suite>.json, .md and .png in `out`; returns the markdown."""
     from train import suite_report
 
-    result = {"benchmark": f"quality_{suite}", "size": size, "command": command_line,
-              "machine": machine(), "results": rows}
-    os.makedirs(out, exist_ok=True)
-    stem = os.path.join(out, result["benchmark"])
-    with open(stem + ".json", "w") as f:
-        json.dump(result, f, indent=1)
-    text = suite_report.REPORTS[suite](result, stem + ".png")
-    with open(stem + ".md", "w") as f:
-        f.write(text)
-    return text + f"\nwritten: {stem}.json, .md, .png"
+    return suite_report.write({"benchmark": f"quality_{suite}", "size": size,
+                               "command": command_line, "machine": machine(),
+                               "results": rows}, out)
 
 
 def write_listops_if_missing(data: str, size: str) -> None:

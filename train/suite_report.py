@@ -1,6 +1,9 @@
 """The quality suites' markdown tables and PNGs (train/suite.py makes the results)."""
 from __future__ import annotations
 
+import json
+import os
+
 import matplotlib
 
 matplotlib.use("Agg")  # files only: CI and the GPU machine have no display
@@ -10,10 +13,25 @@ import numpy as np
 from train.plots import save
 
 
+def write(result: dict, out: str) -> str:
+    """quality_<suite>.json, .md and .png in `out`; returns the markdown."""
+    os.makedirs(out, exist_ok=True)
+    stem = os.path.join(out, result["benchmark"])
+    with open(stem + ".json", "w") as f:
+        json.dump(result, f, indent=1)
+    text = REPORTS[result["benchmark"].removeprefix("quality_")](result, stem + ".png")
+    with open(stem + ".md", "w") as f:
+        f.write(text)
+    return text + f"\nwritten: {stem}.json, .md, .png"
+
+
 def heading(result: dict, title: str) -> list[str]:
-    m = result["machine"]
-    return [f"# {title}", "", f"`{result['command']}` on {m['device']} ({m['date']}; jax "
-            f"{m['jax']}). Each run's own command is in the JSON.", ""]
+    """`command` is one suite's command line, or the list of those merged into this result
+    (train/suite_merge.py)."""
+    m, commands = result["machine"], result["command"]
+    commands = commands if isinstance(commands, list) else [commands]
+    return [f"# {title}", "", f"{', '.join(f'`{c}`' for c in commands)} on {m['device']} "
+            f"({m['date']}; jax {m['jax']}). Each run's own command is in the JSON.", ""]
 
 
 def percent(value) -> str:

@@ -1,0 +1,77 @@
+"""python -m train.suite_merge --out DIR RESULTS.json RESULTS.json [...]
+
+Merges the results of several `python -m train.suite` runs of one suite (a grid split by
+--lengths, variants run with different --set, the same runs on another day) into one
+quality_<suite>.json, .md and .png in DIR, as one suite run would have written them. A
+later file's row replaces an earlier file's row of the same run (variant, length, pairs
+and seed); the tables name every command and machine the rows came from.
+"""
+from __future__ import annotations
+
+import json
+import sys
+
+from train.cli import Parser, make_output_folder
+from train.errors import UserError, exit_on_user_error
+from train import suite_report
+
+PROGRAM = "python -m train.suite_merge"
+RUN_IDENTITY = (*suite_report.IDENTITY, "seed")
+SUITES = tuple(f"quality_{name}" for name in suite_report.REPORTS)
+
+
+def read_result(path: str) -> dict:
+    try:
+        with open(path, encoding="utf-8") as f:
+            result = json.load(f)
+    except (OSError, UnicodeDecodeError, ValueError) as err:
+        raise UserError(f"{path} is not a readable suite results file "
+                        f"({type(err).__name__}); give the quality_<suite>.json that "
+                        "python -m train.suite wrote.") from None
+    if not (isinstance(result, dict) and isinstance(result.get("results"), list)
+            and {"benchmark", "command", "machine"} <= result.keys()):
+        raise UserError(f"{path} is not a suite results file: it lacks benchmark, command, "
+                        "machine or a results list.")
+    if result["benchmark"] not in SUITES:
+        raise UserError(f"{path} holds benchmark {result['benchmark']!r}; merge the results "
+                        f"of a suite: {', '.join(SUITES)}.")
+    return result
+
+
+def merge(results: list[dict]) -> dict:
+    """One result of `results` (one benchmark): rows in the order first met, a later row
+    replacing an earlier one of the same run; the commands and machines of them all."""
+    rows: dict[tuple, dict] = {}
+    for result in results:
+        for row in result["results"]:
+            rows[tuple(row.get(k) for k in RUN_IDENTITY)] = row
+    commands = [c for r in results
+                for c in (r["command"] if isinstance(r["command"], list) else [r["command"]])]
+    machine = {key: ", ".join(dict.fromkeys(str(r["machine"].get(key)) for r in results))
+               for key in ("device", "backend", "jax", "date")}
+    return {**results[0], "command": list(dict.fromkeys(commands)), "machine": machine,
+            "results": list(rows.values())}
+
+
+def parse_args(argv: list[str]):
+    parser = Parser(prog=PROGRAM, doc=__doc__)
+    parser.add_argument("--out", required=True,
+                        help="the folder for the merged quality_<suite>.* files")
+    parser.add_argument("results", nargs="+", help="quality_<suite>.json files to merge")
+    return parser.parse_args(argv[1:])
+
+
+def main(argv: list[str]) -> None:
+    with exit_on_user_error(PROGRAM):
+        args = parse_args(argv)
+        results = [read_result(path) for path in args.results]
+        benchmarks = sorted({r["benchmark"] for r in results})
+        if len(benchmarks) > 1:
+            raise UserError(f"the files hold different suites ({', '.join(benchmarks)}); "
+                            "merge the results of one suite at a time.")
+        make_output_folder(args.out)
+    print(suite_report.write(merge(results), args.out))
+
+
+if __name__ == "__main__":
+    main(sys.argv)
