@@ -242,7 +242,8 @@ def test_the_listops_configs_have_lras_budget_and_the_small_model():
             full.model.max_len, full.batch_size, full.steps) == (4, 512, 8, 1024, 2000, 32, 5000)
     assert (small.model.n_layers, small.model.d_model) == (2, 64)
     assert not full.model.causal and not small.model.causal
-    assert small.model.attention_kwargs.to_dict() == {"causal": False, "k": 256}
+    assert small.model.attention_kwargs.to_dict() == {"causal": False, "k": 256,
+                                                      "sharing": "layerwise"}
 
 
 def test_a_workdir_trained_on_other_files_is_refused_and_left_alone(trained, data_dir, tmp_path):

@@ -103,22 +103,32 @@ def listops_report(result: dict, png: str) -> str:
 
 
 def plot_listops(rows: list[dict], runs: list[dict], png: str, reference: dict) -> None:
-    """Bars: each variant's test accuracy (the mean over its seeds, their spread as a line);
-    curves: the validation accuracy of every run."""
+    """Left: each variant's test accuracy, the mean over its seeds with their spread as a
+    line and each seed a dot (points, not bars: the variants lie within a few points, which
+    bars from 0 would hide); right: the validation accuracy of every run."""
     done = [r for r in rows if r.get("test_accuracy") is not None]
-    fig, (bars, curves) = plt.subplots(1, 2, figsize=(11, 4), constrained_layout=True)
-    names = [r["variant"] for r in done]
-    bars.bar(names, [100 * r["test_accuracy"] for r in done], color="tab:blue",
-             yerr=spread(done), capsize=4)
+    fig, (marks, curves) = plt.subplots(1, 2, figsize=(11, 4), constrained_layout=True)
+    positions = list(range(len(done)))
+    marks.errorbar(positions, [100 * r["test_accuracy"] for r in done], yerr=spread(done),
+                   fmt="o", color="tab:blue", capsize=4, label="mean")
+    for x, r in zip(positions, done):
+        seeds = [v for v in r.get("per_seed", {}).values() if v is not None]
+        marks.plot([x] * len(seeds), [100 * v for v in seeds], ".", color="grey",
+                   label="a seed" if seeds and x == positions[-1] else None)
+    marks.set_xticks(positions, [r["variant"] for r in done])
+    marks.set_xlim(-0.5, len(done) - 0.5)
     # The figures lie less than a point apart: the higher one labelled above its line,
-    # the lower one below.
+    # the lower one below, both at the right edge, clear of the points.
     for name, value in reference.items():
         above = value == max(reference.values())
-        bars.axhline(100 * value, ls="--", lw=1, color="grey")
-        bars.annotate(f"LRA {name} {100 * value:.2f}", (0, 100 * value), fontsize="small",
-                      xytext=(0, 3 if above else -3), textcoords="offset points",
-                      va="bottom" if above else "top")
-    bars.set(ylabel="test accuracy (%)", title="ListOps test accuracy")
+        marks.axhline(100 * value, ls="--", lw=1, color="grey")
+        marks.annotate(f"LRA {name} {100 * value:.2f}", (len(done) - 0.5, 100 * value),
+                       fontsize="small", xytext=(-3, 3 if above else -3),
+                       textcoords="offset points", ha="right",
+                       va="bottom" if above else "top")
+    marks.set(ylabel="test accuracy (%)", title="ListOps test accuracy")
+    marks.grid(True, axis="y", alpha=0.3)
+    marks.legend(fontsize="small", loc="lower center")
     for r, style in styled(r for r in runs if r.get("test_accuracy") is not None):
         steps = [e["step"] for e in r["curves"]["eval"]]
         curves.plot(steps, [100 * e["val_accuracy"] for e in r["curves"]["eval"]], marker=".",
