@@ -45,11 +45,11 @@ def assert_close(fast, plain, tolerance=TOLERANCE):
                                atol=tolerance * scale)
 
 
-def model_and_inputs(cfg, length, seed, padding=None):
+def model_and_inputs(cfg, length, seed, padding=None, batch=4):
     """`padding`: None, "right" (each row's real tokens first: cuDNN masks by lengths) or
     "holes" (random holes and a padded tail: the token variants fall back to the mask)."""
     keys = jax.random.split(jax.random.key(seed), 3)
-    tokens = jax.random.randint(keys[0], (4, length), 0, cfg.vocab_size)
+    tokens = jax.random.randint(keys[0], (batch, length), 0, cfg.vocab_size)
     mask = None
     if padding == "holes":
         mask = jax.random.uniform(keys[1], (4, length)) > 0.2
@@ -97,9 +97,19 @@ def compiled_with_kernel(fn, *args):
 @pytest.mark.parametrize("padding", [None, "right", "holes"])
 def test_fast_path_equals_plain_form(name, padding):
     overrides, length = CASES[name]
-    cfg = model_config(**overrides)
+    check_fast_path_equals_plain_form(model_config(**overrides), length, len(name), padding)
+
+
+def test_cudnn_equals_plain_form_at_8k_tokens():
+    """The LM suite's 8,192-token standard run learns far slower than its 1,024-token one
+    (benchmarks/quality_lm_8k.md): cuDNN at that length is checked here, not assumed."""
+    check_fast_path_equals_plain_form(model_config(attention="standard", max_len=8192), 8192,
+                                      seed=8, padding=None, batch=1)
+
+
+def check_fast_path_equals_plain_form(cfg, length, seed, padding, batch=4):
     assert attention_path(cfg) == "fast"
-    model, params, tokens, mask = model_and_inputs(cfg, length, seed=len(name), padding=padding)
+    model, params, tokens, mask = model_and_inputs(cfg, length, seed, padding, batch)
     (fast, fast_kernel), (plain, plain_kernel) = (
         compiled_with_kernel(outputs_and_gradients(model, plain), params, tokens, mask)
         for plain in (False, True))
