@@ -102,7 +102,7 @@ def test_fast_path_equals_plain_form(name, padding):
 
 def test_cudnn_equals_plain_form_at_8k_tokens():
     """The LM suite's 8,192-token standard run learns far slower than its 1,024-token one
-    (benchmarks/quality_lm_8k.md): cuDNN at that length is checked here, not assumed."""
+    (benchmarks/quality_lm.md): cuDNN at that length is checked here, not assumed."""
     check_fast_path_equals_plain_form(model_config(attention="standard", max_len=8192), 8192,
                                       seed=8, padding=None, batch=1)
 
