@@ -111,10 +111,13 @@ def plot_listops(rows: list[dict], runs: list[dict], png: str, reference: dict) 
     positions = list(range(len(done)))
     marks.errorbar(positions, [100 * r["test_accuracy"] for r in done], yerr=spread(done),
                    fmt="o", color="tab:blue", capsize=4, label="mean")
+    label = "a seed"
     for x, r in zip(positions, done):
         seeds = [v for v in r.get("per_seed", {}).values() if v is not None]
-        marks.plot([x] * len(seeds), [100 * v for v in seeds], ".", color="grey",
-                   label="a seed" if seeds and x == positions[-1] else None)
+        if seeds:
+            marks.plot([x] * len(seeds), [100 * v for v in seeds], ".", color="grey",
+                       label=label)
+            label = None
     marks.set_xticks(positions, [r["variant"] for r in done])
     marks.set_xlim(-0.5, len(done) - 0.5)
     # The figures lie less than a point apart: the higher one labelled above its line,
