@@ -181,18 +181,20 @@ def test_generate_continues_the_prompt(text_run):
 
 @pytest.mark.parametrize("args,message", [
     (["--prompt", "x" * 17], "a prompt of 17 tokens is longer than max_len=16; shorten it"),
-    (["--top-p", "1.5"], "top_p=1.5 is not allowed; it must be in (0, 1]."),
-    (["--top-p", "0"], "top_p=0.0 is not allowed; it must be in (0, 1]."),
-    (["--top-k", "3000000000"], "top_k=3000000000 is not allowed; it must be an integer from 0 "
+    (["--top-p", "1.5"], "--top-p=1.5 is not allowed; it must be in (0, 1]."),
+    (["--top-p", "0"], "--top-p=0.0 is not allowed; it must be in (0, 1]."),
+    (["--top-k", "3000000000"], "--top-k=3000000000 is not allowed; it must be an integer from 0 "
                                 "to 2147483647"),
-    (["--temperature", "-0.5"], "temperature=-0.5 is not allowed; it must be a number >= 0"),
-    (["--repetition-penalty", "0"], "repetition_penalty=0.0 is not allowed; it must be a positive"),
+    (["--temperature", "-0.5"], "--temperature=-0.5 is not allowed; it must be a number >= 0"),
+    (["--repetition-penalty", "0"],
+     "--repetition-penalty=0.0 is not allowed; it must be a positive"),
     (["--num-samples", "0"], "--num-samples=0 is not allowed; it must be from 1 to 2147483647."),
     (["--seed", "99999999999999999999"],
      "--seed=99999999999999999999 is not allowed; it must be from 0 to 4294967295."),
     (["--prompt", "a\udcffb"], "--prompt is not UTF-8 text; give the prompt in UTF-8."),
     (["--prompt", ""], "--prompt is empty; give at least one character to continue."),
     (["--max-new-tokens", "zero"], "argument --max-new-tokens: invalid int value: 'zero'; see --help."),
+    (["--max-new-tokens", "0"], "--max-new-tokens=0 is not allowed; it must be an integer from 1"),
 ])
 def test_generate_refuses_bad_input(text_run, args, message):
     base = {"--prompt": "ab", "--max-new-tokens": "4"}

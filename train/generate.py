@@ -7,6 +7,7 @@ repetition penalty, then temperature (0: greedy), then top-k, then top-p.
 """
 from __future__ import annotations
 
+import re
 import sys
 import time
 
@@ -21,6 +22,14 @@ from train.errors import UserError, exit_on_user_error
 from train.pretrained import language_model, load_latest
 
 PROGRAM = "python -m train.generate"
+# lowrank_jax.generate checks these and names them as keywords; here they were flags.
+SAMPLING_FLAGS = ("max_new_tokens", "temperature", "top_k", "top_p", "repetition_penalty")
+
+
+def named_as_flags(message: str) -> str:
+    """`top_k=-1 is not allowed...` as `--top-k=-1 is not allowed...`."""
+    return re.sub(rf"\b({'|'.join(SAMPLING_FLAGS)})=",
+                  lambda m: f"--{m[1].replace('_', '-')}=", message)
 
 
 def parse_args(argv: list[str]):
@@ -65,6 +74,8 @@ def main(argv: list[str]) -> None:
                            repetition_penalty=args.repetition_penalty,
                            rng=jax.random.key(args.seed))
             tokens, lengths = jax.device_get(out)
+        except UserError as err:
+            raise UserError(named_as_flags(str(err))) from None
         except MemoryError:
             raise UserError(f"--num-samples={args.num_samples} rows of --max-new-tokens="
                             f"{args.max_new_tokens} do not fit in memory; lower them.") from None
