@@ -363,7 +363,13 @@ def test_suite_results_merge_into_one_table_a_later_row_replacing_an_earlier(tmp
     assert_clean_error(run("train.suite_merge", "--out", str(tmp_path / "x"), str(paths[0]),
                            str(other)),
                        "the files hold different suites (quality_listops, quality_lm); merge "
-                       "the results of one suite at a time.")
+                       "the results of one suite at one size at a time.")
+    full = tmp_path / "full.json"
+    full.write_text(json.dumps({**second, "size": "full"}))
+    assert_clean_error(run("train.suite_merge", "--out", str(tmp_path / "x"), str(paths[0]),
+                           str(full)),
+                       "the files hold different sizes (full, small); merge the results of "
+                       "one suite at one size at a time.")
     assert_clean_error(run("train.suite_merge", "--out", str(tmp_path / "x"), str(tmp_path)),
                        "is not a readable suite results file (IsADirectoryError)")
     assert not (tmp_path / "x").exists()

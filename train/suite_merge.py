@@ -1,10 +1,10 @@
 """python -m train.suite_merge --out DIR RESULTS.json RESULTS.json [...]
 
-Merges the results of several `python -m train.suite` runs of one suite (a grid split by
---lengths, variants run with different --set, the same runs on another day) into one
-quality_<suite>.json, .md and .png in DIR, as one suite run would have written them. A
-later file's row replaces an earlier file's row of the same run (variant, length, pairs
-and seed); the tables name every command and machine the rows came from.
+Merges the results of several `python -m train.suite` runs of one suite and --size (a grid
+split by --lengths, variants run with different --set, the same runs on another day) into
+one quality_<suite>.json, .md and .png in DIR, as one suite run would have written them. A
+later file's row replaces an earlier file's row of the same run (variant, length, pairs and
+seed); the tables name every command and machine the rows came from.
 """
 from __future__ import annotations
 
@@ -38,6 +38,14 @@ def read_result(path: str) -> dict:
     return result
 
 
+def check_one_kind(results: list[dict], field: str, what: str) -> None:
+    """One table compares runs of one suite at one --size: its heading names one of each."""
+    kinds = sorted({str(r.get(field)) for r in results})
+    if len(kinds) > 1:
+        raise UserError(f"the files hold different {what} ({', '.join(kinds)}); merge the "
+                        f"results of one suite at one size at a time.")
+
+
 def merge(results: list[dict]) -> dict:
     """One result of `results` (one benchmark): rows in the order first met, a later row
     replacing an earlier one of the same run; the commands and machines of them all."""
@@ -65,10 +73,8 @@ def main(argv: list[str]) -> None:
     with exit_on_user_error(PROGRAM):
         args = parse_args(argv)
         results = [read_result(path) for path in args.results]
-        benchmarks = sorted({r["benchmark"] for r in results})
-        if len(benchmarks) > 1:
-            raise UserError(f"the files hold different suites ({', '.join(benchmarks)}); "
-                            "merge the results of one suite at a time.")
+        check_one_kind(results, "benchmark", "suites")
+        check_one_kind(results, "size", "sizes")
         make_output_folder(args.out)
     print(suite_report.write(merge(results), args.out))
 
