@@ -291,11 +291,18 @@ def test_the_mqar_table_shows_a_cut_run_as_unfinished_not_its_partial_accuracy(t
     assert "0.02%" not in text
 
 
-def test_suite_lengths_pick_runs_of_the_grid_and_refuse_others_in_one_sentence():
+def test_suite_lengths_and_pairs_pick_runs_of_the_grid_and_refuse_others_in_one_sentence():
     runs = suite.lm_runs("full", ["standard", "linformer"])
-    assert [r.name for r in suite.at_lengths(runs, "8192", "lm")] == ["standard_L8192",
-                                                                      "linformer_L8192"]
-    assert suite.at_lengths(runs, None, "lm") == runs
+    assert [r.name for r in suite.at_grid(runs, "L", "8192", "lm")] == ["standard_L8192",
+                                                                        "linformer_L8192"]
+    assert suite.at_grid(runs, "L", None, "lm") == runs
+    cells = suite.at_grid(suite.mqar_runs("full", ["standard"]), "pairs", "16,64", "mqar")
+    assert [r.name for r in suite.at_grid(cells, "L", "256,512", "mqar")] == [
+        "standard_L256_p16", "standard_L256_p64", "standard_L512_p16", "standard_L512_p64"]
+    assert_clean_error(run("train.suite", "mqar", "--pairs", "8"),
+                       "--pairs='8' is not allowed; choose from 4, 16, 64.")
+    assert_clean_error(run("train.suite", "lm", "--pairs", "4"),
+                       "--pairs='4' is not allowed; lm has no key-value pair grid.")
     assert_clean_error(run("train.suite", "lm", "--lengths", "1024,100"),
                        "--lengths='1024,100' is not allowed; choose from 1024, 8192.")
     assert_clean_error(run("train.suite", "listops", "--lengths", "64"),

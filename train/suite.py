@@ -1,6 +1,6 @@
 """python -m train.suite {listops,mqar,lm} [--out DIR] [--size SIZE] [--variants V,..]
                           [--jobs N] [--steps N] [--set FIELD=VALUE ...] [--lengths L,..]
-                          [--seeds S,..]
+                          [--pairs P,..] [--seeds S,..]
 
 Runs one quality comparison of the attention variants, each run a `python -m train` of
 its own (its workdir kept under OUT/<name>_runs/, so a cut suite resumes where it
@@ -21,10 +21,11 @@ against wall-clock seconds; --size local is a CPU-sized run.
 
 --jobs N runs N trainings at once (on a GPU each gets 1/N of its memory): small models
 leave most of a GPU idle. --set FIELD=VALUE gives every run that config field, after its
-own (`--set batch_size=256 --set lr=3e-3`). --lengths L,.. (mqar, lm) runs those of the
-grid's lengths alone, so a grid too long for one sitting can be split. --seeds S,.. trains
-each run once per seed (a run's config seed sets its initialisation, its batches and, for
-mqar, its data); the tables give the mean over the seeds beside each seed's figure.
+own (`--set batch_size=256 --set lr=3e-3`). --lengths L,.. (mqar, lm) and --pairs P,..
+(mqar) run those of the grid's cells alone, so a grid too long for one sitting can be
+split. --seeds S,.. trains each run once per seed (a run's config seed sets its
+initialisation, its batches and, for mqar, its data); the tables give the mean over the
+seeds beside each seed's figure.
 """
 from __future__ import annotations
 
@@ -125,19 +126,24 @@ def lm_runs(size: str, variants) -> list[Run]:
     return runs
 
 
-def at_lengths(runs: list[Run], lengths: str | None, suite: str) -> list[Run]:
-    """The runs at the --lengths given (None: all of them)."""
-    if lengths is None:
+GRID_FLAGS = {"L": ("--lengths", "sequence-length"), "pairs": ("--pairs", "key-value pair")}
+
+
+def at_grid(runs: list[Run], key: str, values: str | None, suite: str) -> list[Run]:
+    """The runs whose row's `key` (L or pairs) is one of `values`, comma-separated, given by
+    its flag (None: all of them)."""
+    if values is None:
         return runs
-    grid = sorted({run.row["L"] for run in runs if "L" in run.row})
-    chosen = lengths.split(",")
+    flag, what = GRID_FLAGS[key]
+    grid = sorted({run.row[key] for run in runs if key in run.row})
+    chosen = values.split(",")
     bad = [text for text in chosen if not is_digits(text) or int(text) not in grid]
     if not grid or bad:
         allowed = (f"choose from {', '.join(map(str, grid))}" if grid
-                   else f"{suite} has no sequence-length grid")
-        raise UserError(f"--lengths={lengths!r} is not allowed; {allowed}.")
+                   else f"{suite} has no {what} grid")
+        raise UserError(f"{flag}={values!r} is not allowed; {allowed}.")
     keep = {int(text) for text in chosen}
-    return [run for run in runs if run.row["L"] in keep]
+    return [run for run in runs if run.row[key] in keep]
 
 
 def at_seeds(runs: list[Run], seeds: str | None) -> list[Run]:
@@ -330,6 +336,9 @@ def build_parser() -> Parser:
     parser.add_argument("--lengths", default=None,
                         help="mqar and lm: only these of the grid's sequence lengths, "
                              "comma-separated (default: all)")
+    parser.add_argument("--pairs", default=None,
+                        help="mqar: only these of the grid's key-value pair counts, "
+                             "comma-separated (default: all)")
     parser.add_argument("--seeds", default=None,
                         help="train each run once per seed, comma-separated (default: once, "
                              "at its config's seed)")
@@ -359,10 +368,11 @@ def chosen_runs(args) -> tuple[str, list[Run]]:
                         "seed.")
     settings = config_overrides(args.set)
     data = args.data or ("data/listops_local" if size == "local" else "data/listops")
-    runs = at_seeds(at_lengths(listops_runs(size, variants, data) if args.suite == "listops"
-                               else (mqar_runs if args.suite == "mqar" else lm_runs)(size,
-                                                                                    variants),
-                               args.lengths, args.suite), args.seeds)
+    runs = (listops_runs(size, variants, data) if args.suite == "listops"
+            else (mqar_runs if args.suite == "mqar" else lm_runs)(size, variants))
+    runs = at_grid(at_grid(runs, "L", args.lengths, args.suite), "pairs", args.pairs,
+                   args.suite)
+    runs = at_seeds(runs, args.seeds)
     if args.suite == "listops":  # the arguments are all good: the data may be written
         write_listops_if_missing(data, size)
     runs = [run._replace(overrides=run.overrides + settings) for run in runs]
