@@ -365,18 +365,15 @@ def test_suite_results_merge_into_one_table_a_later_row_replacing_an_earlier(tmp
     assert merged["command"] == ["a", "b", "c"] and merged["machine"]["device"] == "H100, H200"
     table = (tmp_path / "m" / "quality_listops.md").read_text()
     assert "`a`, `b`, `c` on H100, H200" in table and "| standard | 38.00% (seed 0 38.00%) |" in table
-    other = tmp_path / "lm.json"
-    other.write_text(json.dumps({**second, "benchmark": "quality_lm"}))
-    assert_clean_error(run("train.suite_merge", "--out", str(tmp_path / "x"), str(paths[0]),
-                           str(other)),
-                       "the files hold different suites (quality_listops, quality_lm); merge "
-                       "the results of one suite at one size at a time.")
-    full = tmp_path / "full.json"
-    full.write_text(json.dumps({**second, "size": "full"}))
-    assert_clean_error(run("train.suite_merge", "--out", str(tmp_path / "x"), str(paths[0]),
-                           str(full)),
-                       "the files hold different sizes (full, small); merge the results of "
-                       "one suite at one size at a time.")
+    for change, refusal in [({"benchmark": "quality_lm"}, "different suites (quality_listops, "
+                                                           "quality_lm)"),
+                            ({"size": "full"}, "different sizes (full, small)")]:
+        other = tmp_path / "other.json"
+        other.write_text(json.dumps({**second, **change}))
+        assert_clean_error(run("train.suite_merge", "--out", str(tmp_path / "x"),
+                               str(paths[0]), str(other)),
+                           f"the files hold {refusal}; merge the results of one suite at one "
+                           "size at a time.")
     assert_clean_error(run("train.suite_merge", "--out", str(tmp_path / "x"), str(tmp_path)),
                        "is not a readable suite results file (IsADirectoryError)")
     assert not (tmp_path / "x").exists()
