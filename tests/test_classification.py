@@ -206,6 +206,12 @@ def test_the_mqar_grid_keeps_the_cells_that_fit_and_scales_the_linformer_blocks(
     assert "--config.model.attention_kwargs.block_slots=16" in linformer.overrides
 
 
+@pytest.mark.parametrize("steps", [1, 2, 25, 4000])
+def test_a_shortened_suite_run_has_a_schedule_the_config_check_takes(steps):
+    run_ = suite.mqar_runs("local", ["standard"])[0]
+    suite.check_config(run_._replace(overrides=run_.overrides + suite.schedule(steps)))
+
+
 def test_the_lm_suite_gives_every_run_the_same_tokens_and_keeps_lumensparks_ratio():
     runs = suite.lm_runs("full", ["linformer", "lumenspark"])
     # Whole lengths first, so a suite cut by its time limit has compared the short one.

@@ -174,7 +174,8 @@ def config_overrides(settings: list[str]) -> tuple[str, ...]:
 
 def schedule(steps: int, evaluations: int = 1, logs: int = 4) -> tuple[str, ...]:
     """`steps` steps, their warm-up, logging, evaluations and checkpoints in proportion."""
-    return (f"--config.steps={steps}", f"--config.warmup_steps={max(1, steps // 10)}",
+    warmup = min(steps - 1, max(1, steps // 10))   # it must end before the last step
+    return (f"--config.steps={steps}", f"--config.warmup_steps={warmup}",
             f"--config.log_every={max(1, steps // logs)}",
             f"--config.eval_every={max(1, steps // evaluations)}",
             f"--config.checkpoint_every={max(1, steps // min(evaluations, 4))}")
