@@ -75,7 +75,8 @@ def main(out: str, jobs: int = 1) -> None:
             f.write(text)
         return text
 
-    print(write(run_all(RECIPES, folder, jobs, None, after_each=write)))
+    timings, _ = run_all(RECIPES, folder, jobs, None, after_each=write)
+    print(write(timings))
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 arrive at and the run resumes there as if never stopped; kill -9 at random moments, during
 saves too, loses only the steps since the last checkpoint, and the finished run equals an
 unbroken one."""
+import json
 import os
 import random
 import signal
@@ -121,3 +122,35 @@ def test_kill_9_at_random_moments_and_during_saves_loses_nothing_saved(unbroken,
     resumed = train(workdir)
     assert "taking over the lock" in resumed.stderr
     assert_same_run(workdir, unbroken)
+
+
+def test_a_stopped_suite_stops_its_runs_each_saved_and_reports_them_unfinished(tmp_path):
+    """SIGTERM to `train.suite` reaches its trainings: each saves its step and ends (none is
+    left writing into a workdir that the same command, run again, resumes), and the table
+    calls them unfinished rather than reporting their last evaluation as the result."""
+    out = tmp_path / "suite"
+    process = start("train.suite", "mqar", "--size", "local", "--variants", "standard,linformer",
+                    "--lengths", "32", "--pairs", "2", "--jobs", "2", "--out", str(out),
+                    *(f"--set={k}={v}" for k, v in dict(steps=100_000, log_every=50,
+                                                        eval_every=100_000,
+                                                        checkpoint_every=100_000).items()))
+    workdirs = [out / "mqar_runs" / f"{variant}_L32_p2" for variant in ("standard", "linformer")]
+
+    def training():
+        return all(os.path.exists(f"{w}.log") and "step 50/" in open(f"{w}.log").read()
+                   for w in workdirs)
+
+    wait_until(training, process, timeout=240)
+    process.send_signal(signal.SIGTERM)
+    _, err = process.communicate(timeout=120)
+    assert process.returncode == 0, err
+    assert err.strip().splitlines()[-1] == (
+        "stopped by SIGTERM with 2 run(s) unfinished; those started saved where they stopped, "
+        "and the same command resumes them."), err
+    for workdir in workdirs:
+        log = open(f"{workdir}.log").read()
+        stopped_at = int(log.split("stopped by SIGTERM at step ")[1].split(";")[0])
+        assert saved_steps(workdir)[-1] == stopped_at > 0, log
+    rows = json.loads((out / "quality_mqar.json").read_text())["results"]
+    assert [(r["variant"], r["error"]) for r in rows] == [("standard", "not finished"),
+                                                          ("linformer", "not finished")]

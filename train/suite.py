@@ -5,7 +5,8 @@
 Runs one quality comparison of the attention variants, each run a `python -m train` of
 its own (its workdir kept under OUT/<name>_runs/, so a cut suite resumes where it
 stopped and every run can be inspected), then writes quality_<name>.json, .md and .png
-to OUT with the commands that made them.
+to OUT with the commands that made them. SIGTERM or Ctrl-C stops the runs in flight, each
+saving its step; the same command resumes them.
 
 listops: every variant in an encoder (configs/listops_<variant>.py; the bidirectional
 Linformer) on ListOps, test accuracy at the end of training; --size full is the Long
@@ -31,6 +32,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -45,6 +47,7 @@ from train.cli import (Parser, RawEpilogFormatter, apply_override, load_config_f
                        make_output_folder, word_list)
 from train.errors import UserError, exit_on_user_error
 from train.metrics import read_metrics
+from train.preemption import EXIT_CODES, StopSignals
 
 PROGRAM = "python -m train.suite"
 VARIANTS = ("standard", "deep_qkv", "lowrank_qk", "linformer")
@@ -198,37 +201,55 @@ def environment(jobs: int) -> dict:
 
 
 def run_all(runs: list[Run], folder: str, jobs: int, steps: int | None, after_each=None,
-            progress=print) -> dict[str, dict]:
-    """{run name: {"seconds", "returncode"}}; `jobs` at a time, each logging to
-    folder/<name>.log; `after_each(timings so far)` when one ends."""
+            progress=print) -> tuple[dict[str, dict], int | None]:
+    """({run name: {"seconds", "returncode"}}, the stop signal or None); `jobs` at a time,
+    each logging to folder/<name>.log; `after_each(timings so far)` when one ends.
+    SIGTERM or SIGINT starts no more runs and passes SIGTERM to the running ones, which save
+    their step and end; they are left out of the timings (unfinished), so the same command
+    resumes them, and none is left writing into its workdir meanwhile."""
     os.makedirs(folder, exist_ok=True)
     done = {run.name: timing_of(folder, run.name) for run in runs
             if finished(os.path.join(folder, run.name))}
     waiting, running = [run for run in runs if run.name not in done], {}
     env = environment(jobs)
-    while waiting or running:
-        while waiting and len(running) < jobs:
-            run = waiting.pop(0)
-            log = open(os.path.join(folder, f"{run.name}.log"), "w")
-            process = subprocess.Popen(command(run, os.path.join(folder, run.name), steps),
-                                       stdout=log, stderr=subprocess.STDOUT, env=env)
-            running[run.name] = (process, log, time.monotonic())
-        time.sleep(0.5)
-        for name, (process, log, started) in list(running.items()):
-            if process.poll() is None:
-                continue
-            log.close()
-            del running[name]
-            done[name] = {"seconds": time.monotonic() - started,
-                          "returncode": process.returncode}
-            with open(os.path.join(folder, f"{name}.timing.json"), "w") as f:
-                json.dump(done[name], f)
-            state = "done" if process.returncode == 0 else f"failed ({last_line(log.name)})"
-            progress(f"[{len(done)}/{len(runs)}] {name}: {state} in "
-                     f"{done[name]['seconds']:.0f} s")
-            if after_each:
-                after_each(done)
-    return done
+    stopped = None
+    with StopSignals() as signals:
+        while running or waiting and stopped is None:
+            while waiting and len(running) < jobs and signals.requested is None:
+                run = waiting.pop(0)
+                log = open(os.path.join(folder, f"{run.name}.log"), "w")
+                process = subprocess.Popen(command(run, os.path.join(folder, run.name), steps),
+                                           stdout=log, stderr=subprocess.STDOUT, env=env)
+                running[run.name] = (process, log, time.monotonic())
+            if signals.requested is not None and stopped is None:
+                stopped = signals.requested
+                progress(f"stopping: {len(running)} run(s) save their step first")
+                for process, _, _ in running.values():  # SIGTERM: they save and end
+                    process.send_signal(signal.SIGTERM)
+            time.sleep(0.5)
+            for name, (process, log, started) in list(running.items()):
+                if process.poll() is None:
+                    continue
+                log.close()
+                del running[name]
+                if stopped is None:
+                    done[name] = ended(folder, name, process.returncode, started, len(done) + 1,
+                                       len(runs), progress)
+                    if after_each:
+                        after_each(done)
+    return done, stopped
+
+
+def ended(folder: str, name: str, returncode: int, started: float, count: int, total: int,
+          progress) -> dict:
+    """The timing of a run that ran to its end (or failed), kept beside its log."""
+    timing = {"seconds": time.monotonic() - started, "returncode": returncode}
+    with open(os.path.join(folder, f"{name}.timing.json"), "w") as f:
+        json.dump(timing, f)
+    log = os.path.join(folder, f"{name}.log")
+    state = "done" if returncode == 0 else f"failed ({last_line(log)})"
+    progress(f"[{count}/{total}] {name}: {state} in {timing['seconds']:.0f} s")
+    return timing
 
 
 def timing_of(folder: str, name: str) -> dict:
@@ -409,8 +430,13 @@ def main(argv: list[str]) -> None:
         return write_results(args.suite, size, command_line, out,
                              collect(runs, folder, timings, metric))
 
-    timings = run_all(runs, folder, args.jobs, args.steps, after_each=write)
+    timings, stopped = run_all(runs, folder, args.jobs, args.steps, after_each=write)
     print(write(timings))
+    if stopped is not None:
+        print(f"stopped by {signal.Signals(stopped).name} with {len(runs) - len(timings)} "
+              "run(s) unfinished; those started saved where they stopped, and the same "
+              "command resumes them.", file=sys.stderr)
+        sys.exit(EXIT_CODES[stopped])
     failed = [name for name, t in timings.items() if t["returncode"] != 0]
     if failed:
         print(f"{len(failed)} run(s) failed; their logs are in {folder}", file=sys.stderr)
