@@ -124,11 +124,8 @@ def test_kill_9_at_random_moments_and_during_saves_loses_nothing_saved(unbroken,
     assert_same_run(workdir, unbroken)
 
 
-def test_a_stopped_suite_stops_its_runs_each_saved_and_reports_them_unfinished(tmp_path):
-    """SIGTERM to `train.suite` reaches its trainings: each saves its step and ends (none is
-    left writing into a workdir that the same command, run again, resumes), and the table
-    calls them unfinished rather than reporting their last evaluation as the result."""
-    out = tmp_path / "suite"
+def start_suite_in_training(out):
+    """A two-run local MQAR suite, each run long, once both have logged a step."""
     process = start("train.suite", "mqar", "--size", "local", "--variants", "standard,linformer",
                     "--lengths", "32", "--pairs", "2", "--jobs", "2", "--out", str(out),
                     *(f"--set={k}={v}" for k, v in dict(steps=100_000, log_every=50,
@@ -141,12 +138,35 @@ def test_a_stopped_suite_stops_its_runs_each_saved_and_reports_them_unfinished(t
                    for w in workdirs)
 
     wait_until(training, process, timeout=240)
+    return process, workdirs
+
+
+def running_in(folder):
+    """Processes whose command line names `folder` (the suite's trainings)."""
+    found = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                if str(folder).encode() in f.read():
+                    found.append(pid)
+        except OSError:  # ended as we looked
+            pass
+    return found
+
+
+def test_a_stopped_suite_stops_its_runs_each_saved_and_reports_them_unfinished(tmp_path):
+    """SIGTERM to `train.suite` reaches its trainings: each saves its step and ends (none is
+    left writing into a workdir that the same command, run again, resumes), and the table
+    calls them unfinished rather than reporting their last evaluation as the result."""
+    out = tmp_path / "suite"
+    process, workdirs = start_suite_in_training(out)
     process.send_signal(signal.SIGTERM)
     _, err = process.communicate(timeout=120)
     assert process.returncode == 0, err
     assert err.strip().splitlines()[-1] == (
         "stopped by SIGTERM with 2 run(s) unfinished; those started saved where they stopped, "
         "and the same command resumes them."), err
+    assert not running_in(out)
     for workdir in workdirs:
         log = open(f"{workdir}.log").read()
         stopped_at = int(log.split("stopped by SIGTERM at step ")[1].split(";")[0])
@@ -154,3 +174,17 @@ def test_a_stopped_suite_stops_its_runs_each_saved_and_reports_them_unfinished(t
     rows = json.loads((out / "quality_mqar.json").read_text())["results"]
     assert [(r["variant"], r["error"]) for r in rows] == [("standard", "not finished"),
                                                           ("linformer", "not finished")]
+
+
+def test_a_second_ctrl_c_ends_a_suite_and_its_runs_at_once_in_one_sentence(tmp_path):
+    out = tmp_path / "suite"
+    process, _ = start_suite_in_training(out)
+    process.send_signal(signal.SIGINT)
+    time.sleep(0.1)
+    process.send_signal(signal.SIGINT)
+    _, err = process.communicate(timeout=120)
+    assert process.returncode == 130 and "Traceback" not in err, err
+    assert err.strip().splitlines() == ["python -m train.suite: interrupted at once; the runs "
+                                        "in flight keep their last checkpoints, and the same "
+                                        "command resumes them."]
+    assert not running_in(out)

@@ -30,6 +30,7 @@ seeds beside each seed's figure.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -213,7 +214,7 @@ def run_all(runs: list[Run], folder: str, jobs: int, steps: int | None, after_ea
     waiting, running = [run for run in runs if run.name not in done], {}
     env = environment(jobs)
     stopped = None
-    with StopSignals() as signals:
+    with StopSignals() as signals, killed_on_interrupt(running):
         while running or waiting and stopped is None:
             while waiting and len(running) < jobs and signals.requested is None:
                 run = waiting.pop(0)
@@ -238,6 +239,19 @@ def run_all(runs: list[Run], folder: str, jobs: int, steps: int | None, after_ea
                     if after_each:
                         after_each(done)
     return done, stopped
+
+
+@contextlib.contextmanager
+def killed_on_interrupt(running: dict):
+    """A second Ctrl-C ends the suite at once, and its runs with it (kill -9 loses only the
+    steps since their last checkpoint): none is left writing into its workdir."""
+    try:
+        yield
+    except KeyboardInterrupt:
+        for process, _, _ in running.values():
+            process.kill()
+            process.wait()
+        raise
 
 
 def ended(folder: str, name: str, returncode: int, started: float, count: int, total: int,
@@ -430,7 +444,12 @@ def main(argv: list[str]) -> None:
         return write_results(args.suite, size, command_line, out,
                              collect(runs, folder, timings, metric))
 
-    timings, stopped = run_all(runs, folder, args.jobs, args.steps, after_each=write)
+    try:
+        timings, stopped = run_all(runs, folder, args.jobs, args.steps, after_each=write)
+    except KeyboardInterrupt:
+        print(f"\n{PROGRAM}: interrupted at once; the runs in flight keep their last "
+              "checkpoints, and the same command resumes them.", file=sys.stderr)
+        sys.exit(130)
     print(write(timings))
     if stopped is not None:
         print(f"stopped by {signal.Signals(stopped).name} with {len(runs) - len(timings)} "
