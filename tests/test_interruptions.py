@@ -1,7 +1,7 @@
 """Stops a run meets: SIGTERM (a scheduler's preemption) and SIGINT save the step they
 arrive at and the run resumes there as if never stopped; kill -9 at random moments, during
 saves too, loses only the steps since the last checkpoint, and the finished run equals an
-unbroken one."""
+unbroken one. A suite passes a stop on to its trainings and leaves none running."""
 import json
 import os
 import random
