@@ -173,8 +173,9 @@ def mqar_report(result: dict, png: str) -> str:
     seeds = {(r["variant"], r["L"], r["pairs"]): r["per_seed"] for r in rows
              if "per_seed" in r and "error" not in r}
     lines = heading(result, "Multi-query associative recall: held-out answer accuracy")
-    lines += ["Rows: variant and key-value pairs; columns: sequence length. '-': the pairs do "
-              "not fit in the row, or the run failed or did not finish (listed below). Over "
+    lines += ["Rows: variant and key-value pairs; columns: sequence length. '-': not run (the "
+              "pairs do not fit in the row, or the cell was left out), or the run failed or "
+              "did not finish (listed below). Over "
               "several seeds a cell is their mean, the lowest and the highest seed in "
               "brackets.", "",
               "| variant | pairs | " + " | ".join(f"L {n}" for n in lengths) + " |",
