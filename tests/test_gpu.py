@@ -124,6 +124,14 @@ def check_fast_path_equals_plain_form(cfg, length, seed, padding, batch=4):
     for a, b in zip(jax.tree.leaves(g_fast), jax.tree.leaves(g_plain), strict=True):
         np.testing.assert_allclose(np.asarray(a, np.float32), np.asarray(b, np.float32),
                                    atol=0.02 * scale)
+    # Leaf by leaf too: the queries' and keys' gradients are far smaller than the
+    # embeddings', so a wrong one would pass the check above.
+    flat_fast, flat_plain = (jax.tree_util.tree_flatten_with_path(g)[0] for g in (g_fast,
+                                                                                  g_plain))
+    for (path, a), (_, b) in zip(flat_fast, flat_plain, strict=True):
+        a, b = np.asarray(a, np.float32), np.asarray(b, np.float32)
+        if np.linalg.norm(b) > 1e-4 * scale * np.sqrt(b.size):   # not a true zero
+            assert np.linalg.norm(a - b) < 0.05 * np.linalg.norm(b), jax.tree_util.keystr(path)
 
 
 @pytest.mark.parametrize("name", [n for n in CASES if "bidirectional" not in n])
