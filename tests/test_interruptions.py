@@ -2,6 +2,7 @@
 arrive at and the run resumes there as if never stopped; kill -9 at random moments, during
 saves too, loses only the steps since the last checkpoint, and the finished run equals an
 unbroken one. A suite passes a stop on to its trainings and leaves none running."""
+import contextlib
 import json
 import os
 import random
@@ -145,12 +146,9 @@ def running_in(folder):
     """Processes whose command line names `folder` (the suite's trainings)."""
     found = []
     for pid in filter(str.isdigit, os.listdir("/proc")):
-        try:
-            with open(f"/proc/{pid}/cmdline", "rb") as f:
-                if str(folder).encode() in f.read():
-                    found.append(pid)
-        except OSError:  # ended as we looked
-            pass
+        with contextlib.suppress(OSError), open(f"/proc/{pid}/cmdline", "rb") as f:  # ended?
+            if str(folder).encode() in f.read():
+                found.append(pid)
     return found
 
 

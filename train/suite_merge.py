@@ -53,8 +53,7 @@ def merge(results: list[dict]) -> dict:
     for result in results:
         for row in result["results"]:
             rows[tuple(row.get(k) for k in RUN_IDENTITY)] = row
-    commands = [c for r in results
-                for c in (r["command"] if isinstance(r["command"], list) else [r["command"]])]
+    commands = [c for r in results for c in suite_report.commands_of(r)]
     machine = {key: ", ".join(dict.fromkeys(str(r["machine"].get(key)) for r in results))
                for key in ("device", "backend", "jax", "date")}
     return {**results[0], "command": list(dict.fromkeys(commands)), "machine": machine,

@@ -25,12 +25,16 @@ def write(result: dict, out: str) -> str:
     return text + f"\nwritten: {stem}.json, .md, .png"
 
 
-def heading(result: dict, title: str) -> list[str]:
-    """`command` is one suite's command line, or the list of those merged into this result
+def commands_of(result: dict) -> list[str]:
+    """A result's `command`: one suite's command line, or the list of those merged into it
     (train/suite_merge.py)."""
-    m, commands = result["machine"], result["command"]
-    commands = commands if isinstance(commands, list) else [commands]
-    return [f"# {title}", "", f"{', '.join(f'`{c}`' for c in commands)} on {m['device']} "
+    command = result["command"]
+    return command if isinstance(command, list) else [command]
+
+
+def heading(result: dict, title: str) -> list[str]:
+    m, commands = result["machine"], ", ".join(f"`{c}`" for c in commands_of(result))
+    return [f"# {title}", "", f"{commands} on {m['device']} "
             f"({m['date']}; jax {m['jax']}). Each run's own command is in the JSON.", ""]
 
 
