@@ -13,8 +13,8 @@ import jax.numpy as jnp
 from flax.core import FrozenDict
 
 from lowrank_jax.attention import ATTENTIONS
-from lowrank_jax.validation import (UserError, check_choice, check_kwargs, check_positive_int,
-                                   is_int, is_number, require)
+from lowrank_jax.validation import (UserError, check_choice, check_flag, check_kwargs,
+                                   check_positive_int, is_int, is_number, require)
 
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16, "float16": jnp.float16,
           "float64": jnp.float64}
@@ -74,8 +74,7 @@ class ModelConfig:
         for field, allowed in CHOICES.items():
             check_choice(field, getattr(self, field), allowed)
         for field in BOOLS:
-            value = getattr(self, field)
-            require(isinstance(value, bool), f"{field}={value!r} is not allowed; it must be true or false.")
+            check_flag(field, getattr(self, field))
         if self.ffn == "lowrank":  # ffn_rank is ignored by the dense FFN
             largest = min(self.d_model, self.d_ff)
             require(is_int(self.ffn_rank) and 1 <= self.ffn_rank <= largest,

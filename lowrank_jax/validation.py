@@ -20,6 +20,10 @@ def require(ok: bool, message: str) -> None:
         raise UserError(message)
 
 
+def check_flag(field: str, value: Any) -> None:
+    require(isinstance(value, bool), f"{field}={value!r} is not allowed; it must be true or false.")
+
+
 def is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 

@@ -26,7 +26,7 @@ from flax import linen as nn
 from lowrank_jax.attention import cache, core
 from lowrank_jax.attention.base import Attention
 from lowrank_jax.partitioning import logical
-from lowrank_jax.validation import is_int, is_number, require
+from lowrank_jax.validation import check_flag, is_int, is_number, require
 
 if TYPE_CHECKING:
     from lowrank_jax.config import ModelConfig
@@ -60,8 +60,7 @@ class DeepQKVAttention(Attention):
         require(is_number(temp) and temp >= 0,
                 f"attention_kwargs.temp={temp!r} is not allowed; it must be a number >= 0.")
         for flag in ("strict", "unit_gate"):
-            require(isinstance(kwargs[flag], bool), f"attention_kwargs.{flag}={kwargs[flag]!r} "
-                    "is not allowed; it must be true or false.")
+            check_flag(f"attention_kwargs.{flag}", kwargs[flag])
         return kwargs
 
     def head_weight(self, name: str) -> jax.Array:
