@@ -4,6 +4,8 @@ Each takes the Flax parameter tree (converted to float64) so weights are shared 
 """
 import numpy as np
 
+from lowrank_jax.attention.lowrank_qk import fixed_u
+
 EPS = 1e-5
 
 
@@ -85,11 +87,18 @@ def deep_qkv_attention(p, x, cfg, padding_mask=None):
     return merge_heads(p["out"], out), probs
 
 
+def lowrank_u(p, kw):
+    """U: the learnt parameter, or with learn_u=False the library's fixed orthonormal U (an
+    input to the reference, as the parameters are)."""
+    d_head = p["query"]["kernel"].shape[-1]
+    return p["U"] if kw["learn_u"] else np.float64(fixed_u(d_head, kw["r"]))
+
+
 def lowrank_qk_attention(p, x, cfg, padding_mask=None):
     """Seed 000, unfolded: Q' = (x W_q + b_q) U, K' = (x W_k + b_k) U, scores / sqrt(d_k)."""
     q, k, v = (project_heads(p[n], x) for n in ("query", "key", "value"))
-    out, probs = softmax_attention(q @ p["U"], k @ p["U"], v, cfg.causal, padding_mask,
-                                   d_scale=cfg.d_head)
+    U = lowrank_u(p, cfg.attention_kwargs)
+    out, probs = softmax_attention(q @ U, k @ U, v, cfg.causal, padding_mask, d_scale=cfg.d_head)
     return merge_heads(p["out"], out), probs
 
 

@@ -15,6 +15,7 @@ from absl.testing import parameterized
 from lowrank_jax import ATTENTIONS, GPT
 from lowrank_jax.layers import LowRankLinear
 from lowrank_jax.attention.core import ATTENTION_QUERIES, ATTENTION_VALUES, ATTENTION_WEIGHTS
+from lowrank_jax.attention.lowrank_qk import fixed_u
 from lowrank_jax.model import apply_with_attention, attention_intermediates
 
 import reference
@@ -96,7 +97,8 @@ REFERENCE_QUERIES = {
     "standard": lambda p, x, kw: reference.project_heads(p["query"], x),
     "deep_qkv": lambda p, x, kw: np.einsum(
         "ble,hed->blhd", x, reference.deep_qkv_weight(p, "query", kw)),
-    "lowrank_qk": lambda p, x, kw: reference.project_heads(p["query"], x) @ p["U"],
+    "lowrank_qk": lambda p, x, kw: (reference.project_heads(p["query"], x)
+                                    @ reference.lowrank_u(p, kw)),
 }
 
 
@@ -187,6 +189,23 @@ def test_lowrank_qk_folded_equals_unfolded_and_scores_have_rank_r():
     scores_BHLL = np.einsum("blhr,bshr->bhls", np.float64(q_BLHR), np.float64(k_BLHR))
     ranks = np.linalg.matrix_rank(scores_BHLL, tol=1e-6 * np.abs(scores_BHLL).max())
     assert ranks.max() <= 2 and ranks.shape == (2, cfg.n_heads)
+
+
+def test_lowrank_qk_fixed_u_is_a_constant_not_a_parameter():
+    """learn_u=False: no U among the parameters (nothing for the optimizer to move or decay),
+    and the function of a learnt U set to fixed_u; fixed_u has orthonormal columns."""
+    learnt = small_config(attention="lowrank_qk", attention_kwargs={"r": 3}, n_layers=1)
+    fixed = learnt.replace(attention_kwargs={"r": 3, "learn_u": False})
+    x_BLE = jax.random.normal(jax.random.key(3), (2, 8, learnt.d_model))
+    p_learnt = ATTENTIONS["lowrank_qk"](learnt).init(jax.random.key(4), x_BLE)["params"]
+    p_fixed = ATTENTIONS["lowrank_qk"](fixed).init(jax.random.key(4), x_BLE)["params"]
+    assert set(p_learnt) - set(p_fixed) == {"U"}
+    U_DR = fixed_u(learnt.d_head, 3)
+    np.testing.assert_allclose(U_DR.T @ U_DR, np.eye(3), atol=1e-12)
+    assert not np.allclose(U_DR, p_learnt["U"], atol=1e-3)   # the check below can tell them apart
+    y_fixed = ATTENTIONS["lowrank_qk"](fixed).apply({"params": p_fixed}, x_BLE)
+    y_learnt = ATTENTIONS["lowrank_qk"](learnt).apply({"params": {**p_fixed, "U": U_DR}}, x_BLE)
+    np.testing.assert_allclose(y_fixed, y_learnt, rtol=1e-6, atol=1e-6)
 
 
 def test_lowrank_linear_is_x_U_Vt_of_rank_r():

@@ -14,6 +14,8 @@ BAD = [
      r"attention_kwargs\.r=5 is not allowed; lowrank_qk needs an integer rank from 1 to d_head=4 \(d_model / n_heads\)\."),
     (dict(attention="lowrank_qk"),
      r"attention_kwargs\.r=None is not allowed; lowrank_qk needs an integer rank from 1 to d_head=4"),
+    (dict(attention="lowrank_qk", attention_kwargs={"r": 2, "learn_u": "no"}),
+     r"attention_kwargs\.learn_u='no' is not allowed; it must be true or false\."),
     (dict(n_layers=0), r"n_layers=0 is not allowed; it must be a positive integer\."),
     (dict(vocab_size=2.5), r"vocab_size=2.5 is not allowed; it must be a positive integer\."),
     (dict(norm="batchnorm"), r"norm='batchnorm' is not allowed; choose one of 'layernorm', 'rmsnorm'\."),
