@@ -16,6 +16,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from benchmarks.mqar_plateau import answer_loss_and_accuracy
 from lowrank_jax import GPT, ModelConfig
 from lowrank_jax.tasks import mqar
 
@@ -53,12 +54,7 @@ def main(mode: str, seed: int, lr: float = 1e-3, steps: int = 6000) -> None:
     tx = optimizer(mode, lr, steps, params)
 
     def loss_and_accuracy(params, rows_BT):
-        logits_BTV = model.apply({"params": params}, mqar.model_inputs(rows_BT, VOCAB, PAIRS))
-        weights_BT = mqar.answer_weights(rows_BT, VOCAB, PAIRS)
-        nll_BT = optax.softmax_cross_entropy_with_integer_labels(logits_BTV, rows_BT[:, 1:])
-        right_BT = logits_BTV.argmax(-1) == rows_BT[:, 1:]
-        return ((nll_BT * weights_BT).sum() / weights_BT.sum(),
-                (right_BT * weights_BT).sum() / weights_BT.sum())
+        return answer_loss_and_accuracy(model, params, rows_BT, VOCAB, PAIRS)
 
     @jax.jit
     def step(params, opt_state, i):

@@ -15,6 +15,16 @@ from lowrank_jax.tasks import mqar
 SEQ = 65
 
 
+def answer_loss_and_accuracy(model, params, rows_BT, vocab: int, pairs: int):
+    """The mean loss and accuracy over a batch's answers, the only tokens MQAR scores."""
+    logits_BTV = model.apply({"params": params}, mqar.model_inputs(rows_BT, vocab, pairs))
+    weights_BT = mqar.answer_weights(rows_BT, vocab, pairs)
+    nll_BT = optax.softmax_cross_entropy_with_integer_labels(logits_BTV, rows_BT[:, 1:])
+    right_BT = logits_BTV.argmax(-1) == rows_BT[:, 1:]
+    return ((nll_BT * weights_BT).sum() / weights_BT.sum(),
+            (right_BT * weights_BT).sum() / weights_BT.sum())
+
+
 def main(lr: float, steps: int, vocab: int, pairs: int, batch: int = 32) -> None:
     model = GPT(ModelConfig(vocab_size=vocab, max_len=SEQ - 1, d_model=64, n_layers=2,
                             n_heads=1, d_ff=128))
@@ -26,12 +36,7 @@ def main(lr: float, steps: int, vocab: int, pairs: int, batch: int = 32) -> None
     optimizer = optax.adamw(lr, weight_decay=0.1)
 
     def loss(params, rows_BT):
-        logits_BTV = model.apply({"params": params}, mqar.model_inputs(rows_BT, vocab, pairs))
-        weights_BT = mqar.answer_weights(rows_BT, vocab, pairs)
-        nll_BT = optax.softmax_cross_entropy_with_integer_labels(logits_BTV, rows_BT[:, 1:])
-        right_BT = logits_BTV.argmax(-1) == rows_BT[:, 1:]
-        return ((nll_BT * weights_BT).sum() / weights_BT.sum(),
-                (right_BT * weights_BT).sum() / weights_BT.sum())
+        return answer_loss_and_accuracy(model, params, rows_BT, vocab, pairs)
 
     @jax.jit
     def step(params, opt_state, key):
