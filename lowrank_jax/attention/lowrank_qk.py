@@ -3,9 +3,9 @@
     Q' = Q U,  K' = K U,  scores = Q' K'^T / sqrt(d_k),  out = softmax(scores + causal) V
 
 U is learnable, shared by every head, and starts orthonormal. It adds nothing to the
-function class: W_q U ranges over every E x r matrix as W_q does, whatever U is, so a
-fixed U computes the same family of functions. It changes only how training moves
-through it, and on MQAR a learnt U leaves the plateau later than a fixed one
+function class: W_q U ranges over every E x r matrix as W_q does, for any full-rank U, so
+a fixed U computes the same family of functions. It changes only how training moves
+through it, and on a CPU-sized MQAR a learnt U leaves the plateau later than a fixed one
 (benchmarks/mqar_lowrank_u.py); `learn_u=False` (not in the seed) keeps U at a fixed
 orthonormal matrix, a constant rather than a parameter. U is folded into the
 projections (x (W_q,h U)), so the score matmul and the key cache are r wide instead
