@@ -32,6 +32,11 @@ def is_u(params):
         lambda path, _: jax.tree_util.keystr(path).endswith("['U']"), params)
 
 
+def u_leaves(params) -> list:
+    """Every layer's U (none for standard attention or a fixed U)."""
+    return [p for p, u in zip(jax.tree.leaves(params), jax.tree.leaves(is_u(params))) if u]
+
+
 def optimizer(mode: str, lr: float, steps: int, params) -> optax.GradientTransformation:
     schedule = optax.warmup_cosine_decay_schedule(0.0, lr, 100, steps, lr / 10)
     u = is_u(params)
@@ -65,16 +70,14 @@ def main(mode: str, seed: int, lr: float = 1e-3, steps: int = 6000) -> None:
 
     evaluate = jax.jit(lambda params: loss_and_accuracy(params, held_out)[1])
     opt_state = tx.init(params)
-    u_start = [jnp.array(u) for u in jax.tree.leaves(jax.tree.map(
-        lambda p, m: p if m else None, params, is_u(params)))]
+    u_start = u_leaves(params)
     accuracies = []
     for i in range(1, steps + 1):
         params, opt_state = step(params, opt_state, i)
         if i % 500 == 0:
             accuracies.append(f"{i}: {float(evaluate(params)):.3f}")
-    u_end = [u for u in jax.tree.leaves(jax.tree.map(lambda p, m: p if m else None, params,
-                                                     is_u(params)))]
-    moved = [float(jnp.linalg.norm(b - a) / jnp.linalg.norm(a)) for a, b in zip(u_start, u_end)]
+    moved = [float(jnp.linalg.norm(b - a) / jnp.linalg.norm(a))
+             for a, b in zip(u_start, u_leaves(params))]
     print(f"{mode} seed {seed} lr {lr:g}: " + "  ".join(accuracies)
           + (f"  | U moved {', '.join(f'{m:.2f}' for m in moved)} of its norm" if moved else ""),
           flush=True)
