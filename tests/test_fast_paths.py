@@ -39,45 +39,42 @@ def test_fast_path_only_on_a_gpu_in_half_precision(attention):
     assert attention_path(cfg) == ("fast" if jax.default_backend() == "gpu" else "plain")
 
 
-@pytest.mark.parametrize("lengths,holes,expected", [
-    ((5, 8, 1), (), True),          # real tokens first in every row
-    ((0, 8, 3), (), True),          # an all-padding row (a filler row) is right-padded too
-    ((5, 8, 1), ((0, 2),), False),  # a hole inside row 0
-    ((5, 8, 1), ((2, 7),), False),  # a real token after row 2's padding
-])
-def test_cudnn_masks_a_padded_batch_by_lengths_only_when_it_is_right_padded(lengths, holes,
-                                                                          expected):
-    mask = np.arange(8)[None, :] < np.array(lengths)[:, None]
-    for row, col in holes:
-        mask[row, col] = not mask[row, col]
-    assert bool(core.right_padded(jnp.asarray(mask))) == expected
+def by_lengths_stand_in(q, k, v, *, causal, scale, lengths_B):
+    """cuDNN's contract on a CPU: each row's first lengths_B[b] tokens are its keys."""
+    mask_BL = jnp.arange(q.shape[1])[None, :] < lengths_B[:, None]
+    return core.softmax_attention(q, k, v, core.self_attention_mask(q.shape[1], causal,
+                                                                    mask_BL), scale)[0]
 
 
-def test_a_padded_batch_goes_to_cudnn_by_lengths_and_any_other_mask_to_the_softmax(monkeypatch):
-    """On a CPU, a stand-in for cuDNN answers with the lengths it is given; the other
-    branch must be the masked softmax in values and gradients. tests/test_gpu.py runs the
-    real cuDNN."""
-    def stand_in(q, k, v, *, causal, scale, lengths_B):
-        return jnp.zeros_like(v) + lengths_B[:, None, None, None].astype(v.dtype)
+@pytest.mark.parametrize("causal", [True, False])
+def test_any_padding_mask_goes_to_cudnn_by_lengths_after_reordering_the_rows(monkeypatch,
+                                                                            causal):
+    """Holes, left padding, right padding and an all-padding row: on the real tokens, values
+    and gradients equal the masked softmax's. tests/test_gpu.py runs the real cuDNN."""
+    monkeypatch.setattr(core, "cudnn_attention", by_lengths_stand_in)
+    q, k, v = (jax.random.normal(jax.random.key(i), (4, 8, 2, 4)) for i in range(3))
+    mask = jnp.array([[1, 1, 0, 1, 1, 0, 1, 0],    # holes
+                      [0, 0, 0, 1, 1, 1, 1, 1],    # left padding
+                      [1, 1, 1, 1, 1, 0, 0, 0],    # right padding
+                      [0, 0, 0, 0, 0, 0, 0, 0]], bool)
 
-    monkeypatch.setattr(core, "cudnn_attention", stand_in)
-    q, k, v = (jax.random.normal(jax.random.key(i), (2, 8, 2, 4)) for i in range(3))
-    right = jnp.arange(8)[None, :] < jnp.array([[5], [0]])
-    holes = right.at[0, 2].set(False)
+    def real(attend):
+        def out(q, k, v):
+            return attend(q, k, v) * mask[:, :, None, None]
+        return out
 
-    def attend(q, k, v, mask):
-        return core.padded_cudnn_attention(q, k, v, mask, causal=True, scale=0.5)
-
-    def softmax(q, k, v, mask):
-        return core.softmax_attention(q, k, v, core.self_attention_mask(8, True, mask), 0.5)[0]
-
-    # An all-padding row gets length 1.
-    np.testing.assert_array_equal(attend(q, k, v, right)[:, 0, 0, 0], [5, 1])
-    np.testing.assert_allclose(attend(q, k, v, holes), softmax(q, k, v, holes), rtol=1e-6)
-    grads = [jax.grad(lambda q, k, v: f(q, k, v, holes).sum(), (0, 1, 2))(q, k, v)
-             for f in (attend, softmax)]
+    reordered = real(lambda q, k, v: core.padded_cudnn_attention(q, k, v, mask, causal=causal,
+                                                                 scale=0.5))
+    softmax = real(lambda q, k, v: core.softmax_attention(
+        q, k, v, core.self_attention_mask(8, causal, mask), 0.5)[0])
+    np.testing.assert_allclose(reordered(q, k, v), softmax(q, k, v), rtol=1e-5, atol=1e-6)
+    weights = jax.random.normal(jax.random.key(3), v.shape)
+    grads = [jax.grad(lambda q, k, v: (f(q, k, v) * weights).sum(), (0, 1, 2))(q, k, v)
+             for f in (reordered, softmax)]
     for a, b in zip(*grads, strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+    assert np.isfinite(core.padded_cudnn_attention(q, k, v, mask, causal=causal,
+                                                   scale=0.5)).all()
 
 
 def test_narrow_queries_are_zero_padded_where_jax_lacks_its_private_cudnn_binding(monkeypatch):

@@ -47,7 +47,7 @@ def assert_close(fast, plain, tolerance=TOLERANCE):
 
 def model_and_inputs(cfg, length, seed, padding=None, batch=4):
     """`padding`: None, "right" (each row's real tokens first: cuDNN masks by lengths) or
-    "holes" (random holes and a padded tail: the token variants fall back to the mask)."""
+    "holes" (random holes and a padded tail: the token variants reorder each row for cuDNN)."""
     keys = jax.random.split(jax.random.key(seed), 3)
     tokens = jax.random.randint(keys[0], (batch, length), 0, cfg.vocab_size)
     mask = None

@@ -67,7 +67,7 @@ def attention_over_tokens(module: nn.Module, q_BLHD, k_BLHD, v_BLHD, padding_mas
                           lengths_B) -> jax.Array:
     """The attention of a variant that attends to every earlier token (1/sqrt(d_head) scale):
     cuDNN flash attention where core.token_fast_path allows and the weights are not asked
-    for (masked by lengths where a batch is right-padded), else masked softmax attention;
+    for (under a padding mask too: padded_cudnn_attention), else masked softmax attention;
     through the K/V cache in decode mode."""
     cfg = module.cfg
     scale = cfg.d_head ** -0.5

@@ -84,8 +84,8 @@ def cudnn_head_fits(width: int) -> bool:
 
 def token_fast_path(cfg, backend: str | None = None) -> bool:
     """Whether a variant that attends to every earlier token (standard, deep_qkv, lowrank_qk)
-    runs cuDNN: half precision on a GPU and a head width cuDNN takes. With a padding mask
-    the choice is made per batch (padded_cudnn_attention)."""
+    runs cuDNN: half precision on a GPU and a head width cuDNN takes, with or without a
+    padding mask (padded_cudnn_attention)."""
     return fast_hardware(cfg.compute_dtype, backend) and cudnn_head_fits(cfg.d_head)
 
 
@@ -124,30 +124,22 @@ def narrow_cudnn_attention(q_BLHR, k_BSHR, v_BSHD, *, causal: bool, scale: float
                                             lengths_B, scale=scale, mask_type=mask_type)
 
 
-def right_padded(padding_mask_BL) -> jax.Array:
-    """True when in every row the real tokens come first: the one kind of padding cuDNN
-    masks (by lengths)."""
-    return jnp.all(padding_mask_BL[:, 1:] <= padding_mask_BL[:, :-1])
-
-
 def padded_cudnn_attention(q_BLHK, k_BLHK, v_BLHD, padding_mask_BL, *, causal: bool,
                            scale: float) -> jax.Array:
-    """Self-attention under a padding mask: cuDNN by lengths when the batch is right-padded
-    (every labelled task's rows are), else the masked softmax. The fallback is recomputed in
-    the backward pass, so that its (B, H, L, L) weights are never kept beside cuDNN's.
-    Padded queries' outputs differ between the two (both finite); nothing reads them."""
-    def by_lengths(q, k, v, mask_BL):
-        # At least 1: an all-padding row (a filler row of the last eval batch) stays finite.
-        lengths_B = jnp.maximum(mask_BL.sum(1, dtype=jnp.int32), 1)
-        return cudnn_attention(q, k, v, causal=causal, scale=scale, lengths_B=lengths_B)
-
-    @jax.checkpoint
-    def by_mask(q, k, v, mask_BL):
-        mask = self_attention_mask(q.shape[1], causal, mask_BL)
-        return softmax_attention(q, k, v, mask, scale)[0]
-
-    return jax.lax.cond(right_padded(padding_mask_BL), by_lengths, by_mask, q_BLHK, k_BLHK,
-                        v_BLHD, padding_mask_BL)
+    """Self-attention under any padding mask through cuDNN, which masks by lengths only:
+    each row's real tokens are moved to its front (a stable sort, so they keep their order
+    and the causal mask among them is unchanged), attended by lengths, and moved back.
+    Positions are already in q and k, so the move changes nothing else, and no (B, H, L, L)
+    mask or weights exist. Padded queries' outputs differ from the masked softmax's (both
+    finite); nothing reads them."""
+    order_BL = jnp.argsort(~padding_mask_BL, axis=1, stable=True)
+    # At least 1: an all-padding row (a filler row of the last eval batch) stays finite.
+    lengths_B = jnp.maximum(padding_mask_BL.sum(1, dtype=jnp.int32), 1)
+    q, k, v = (jnp.take_along_axis(x, order_BL[:, :, None, None], axis=1)
+               for x in (q_BLHK, k_BLHK, v_BLHD))
+    out_BLHD = cudnn_attention(q, k, v, causal=causal, scale=scale, lengths_B=lengths_B)
+    back_BL = jnp.argsort(order_BL, axis=1)
+    return jnp.take_along_axis(out_BLHD, back_BL[:, :, None, None], axis=1)
 
 
 def at_least_float32(dtype):

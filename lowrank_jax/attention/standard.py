@@ -1,9 +1,9 @@
 """Standard multi-head softmax attention (causal unless the model is an encoder).
 
 On GPU with bf16/fp16 compute it runs cuDNN flash attention through
-`jax.nn.dot_product_attention` (core.token_fast_path), masked by lengths when a padded
-batch is right-padded; elsewhere, under other padding, and whenever the caller asks for
-the attention weights (which flash attention never materialises), the XLA einsum path.
+`jax.nn.dot_product_attention` (core.token_fast_path), under a padding mask too
+(core.padded_cudnn_attention); elsewhere, and whenever the caller asks for the attention
+weights (which flash attention never materialises), the XLA einsum path.
 """
 from __future__ import annotations
 
