@@ -130,7 +130,10 @@ def lm_runs(size: str, variants) -> list[Run]:
     return runs
 
 
-GRID_FLAGS = {"L": ("--lengths", "sequence-length"), "pairs": ("--pairs", "key-value pair")}
+GRID_FLAGS = {  # a grid key -> its flag, what it counts, the suites that have it
+    "L": ("--lengths", "sequence-length", "mqar and lm"),
+    "pairs": ("--pairs", "key-value pair", "mqar"),
+}
 
 
 def at_grid(runs: list[Run], key: str, values: str | None, suite: str) -> list[Run]:
@@ -138,7 +141,7 @@ def at_grid(runs: list[Run], key: str, values: str | None, suite: str) -> list[R
     its flag (None: all of them)."""
     if values is None:
         return runs
-    flag, what = GRID_FLAGS[key]
+    flag, what, _ = GRID_FLAGS[key]
     grid = sorted({run.row[key] for run in runs if key in run.row})
     chosen = values.split(",")
     bad = [text for text in chosen if not is_digits(text) or int(text) not in grid]
@@ -369,12 +372,9 @@ def build_parser() -> Parser:
     parser.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
                         help="a config field for every run, given to each as "
                              "--config.FIELD=VALUE (repeatable; e.g. --set lr=3e-3)")
-    parser.add_argument("--lengths", default=None,
-                        help="mqar and lm: only these of the grid's sequence lengths, "
-                             "comma-separated (default: all)")
-    parser.add_argument("--pairs", default=None,
-                        help="mqar: only these of the grid's key-value pair counts, "
-                             "comma-separated (default: all)")
+    for flag, what, suites in GRID_FLAGS.values():
+        parser.add_argument(flag, default=None, help=f"{suites}: only these of the grid's "
+                            f"{what} values, comma-separated (default: all)")
     parser.add_argument("--seeds", default=None,
                         help="train each run once per seed, comma-separated (default: once, "
                              "at its config's seed)")
