@@ -406,6 +406,12 @@ def test_suite_arguments_are_checked_before_any_data_or_run_is_written(tmp_path,
         "run standard_L64_p4: --config.stepz: the config has no field 'stepz'; did you mean "
         "'steps'?")
     assert not (tmp_path / "q").exists()
+    # ... and before the ListOps data, minutes of work, is written for it.
+    with pytest.raises(SystemExit):
+        suite.main(["suite", "listops", "--set", "steps=abc", "--data", str(data)])
+    assert capsys.readouterr().err.strip().endswith(
+        "run standard: --config.steps='abc' is not allowed; it must be an integer.")
+    assert not data.exists()
 
 
 def test_the_mqar_and_lm_tables_over_seeds(tmp_path):

@@ -408,12 +408,12 @@ def chosen_runs(args) -> tuple[str, list[Run]]:
             else (mqar_runs if args.suite == "mqar" else lm_runs)(size, variants))
     runs = at_grid(at_grid(runs, "L", args.lengths, args.suite), "pairs", args.pairs,
                    args.suite)
-    runs = at_seeds(runs, args.seeds)
-    if args.suite == "listops":  # the arguments are all good: the data may be written
-        write_listops_if_missing(data, size)
-    runs = [run._replace(overrides=run.overrides + settings) for run in runs]
+    runs = [run._replace(overrides=run.overrides + settings)
+            for run in at_seeds(runs, args.seeds)]
     for run in runs:
         check_config(run)
+    if args.suite == "listops":  # the arguments are all good: the data may be written
+        write_listops_if_missing(data, size)
     return size, runs
 
 
