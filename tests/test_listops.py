@@ -114,6 +114,9 @@ def test_the_cli_writes_lra_files_and_never_replaces_them(tmp_path, capsys):
                            "widen the lengths or ask for fewer examples."),
     (["--out", "{file}"], "--out '{file}' is not allowed; give a folder (new or holding no "
                           "ListOps files)."),
+    # Found before the examples are drawn, not when they are written.
+    (["--out", "{file}/x"], "--out '{file}/x' cannot be made a folder ({file} is not a folder "
+                            "you can write to); pass a folder you can write to."),
 ])
 def test_the_cli_refuses_what_it_cannot_write_in_one_sentence(tmp_path, capsys, args, message):
     taken = tmp_path / "a_file"

@@ -79,6 +79,16 @@ def make_output_folder(out: str) -> None:
                         "you can write to.") from None
 
 
+def check_folder_can_be_made(path: str, flag: str = "--out") -> None:
+    """One sentence now, before long work, if `path` could not be made a folder later."""
+    parent = os.path.abspath(path)
+    while not os.path.exists(parent):
+        parent = os.path.dirname(parent)
+    if not os.path.isdir(parent) or not os.access(parent, os.W_OK):
+        raise UserError(f"{flag} {path!r} cannot be made a folder ({parent} is not a folder "
+                        "you can write to); pass a folder you can write to.")
+
+
 def number_list(kind):
     """An argparse type: comma-separated numbers (the one list style of every tool)."""
     def parse(text: str) -> list:

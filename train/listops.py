@@ -18,7 +18,7 @@ import time
 
 from lowrank_jax.tasks import labelled, listops
 from lowrank_jax.validation import is_digits
-from train.cli import Parser, number_list
+from train.cli import Parser, check_folder_can_be_made, number_list
 from train.data import write_atomically
 from train.errors import UserError, exit_on_user_error
 
@@ -58,16 +58,19 @@ def parse_args(argv: list[str]):
 
 
 def write_splits(out: str, counts: dict[str, int], seed: int, lengths=(listops.MIN_LENGTH,
-                 listops.MAX_LENGTH), workers: int | None = None, progress=print) -> None:
-    """The three TSV files in `out`; refuses (before generating) to replace any. `workers`
-    None: every core for PARALLEL_FROM examples or more."""
+                 listops.MAX_LENGTH), workers: int | None = None, progress=print,
+                 flag: str = "--out") -> None:
+    """The three TSV files in `out` (given by `flag`); refuses, before generating, to replace
+    any or to write where it cannot. `workers` None: every core for PARALLEL_FROM examples or
+    more."""
     if not out or os.path.exists(out) and not os.path.isdir(out):
-        raise UserError(f"--out {out!r} is not allowed; give a folder (new or holding no "
+        raise UserError(f"{flag} {out!r} is not allowed; give a folder (new or holding no "
                         "ListOps files).")
     held = [name for name in FILES.values() if os.path.exists(os.path.join(out, name))]
     if held:
-        raise UserError(f"--out {out!r} already holds {held[0]}; choose another folder or "
+        raise UserError(f"{flag} {out!r} already holds {held[0]}; choose another folder or "
                         "remove the ListOps files there first.")
+    check_folder_can_be_made(out, flag)
     started = time.monotonic()
 
     def report(split, count):

@@ -479,9 +479,11 @@ def write_listops_if_missing(data: str, size: str) -> None:
         return
     print(f"writing the ListOps data into {data} first")
     if size == "local":
-        listops.write_splits(data, {"train": 5000, "val": 500, "test": 500}, 0, (16, 128))
+        listops.write_splits(data, {"train": 5000, "val": 500, "test": 500}, 0, (16, 128),
+                             flag="--data")
     else:
-        listops.write_splits(data, {"train": 96_000, "val": 2_000, "test": 2_000}, 0)
+        listops.write_splits(data, {"train": 96_000, "val": 2_000, "test": 2_000}, 0,
+                             flag="--data")
 
 
 def machine() -> dict:
