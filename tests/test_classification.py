@@ -169,7 +169,9 @@ def test_the_cli_refuses_bad_files_in_one_sentence_and_a_classifier_generation(
     folder.mkdir()
     assert_clean_error(run("train", "--config", "configs/listops_standard.py:local",
                            "--workdir", str(tmp_path / "w"), f"--config.listops.path={folder}"),
-                       "basic_train.tsv cannot be read there")
+                       f"basic_train.tsv cannot be read there (No such file or directory); "
+                       f"write the files with python -m train.listops --out {folder} "
+                       "--lengths 16,128.")
     assert_clean_error(run("train.generate", "--workdir", trained, "--prompt", "x"),
                        "holds a classifier (task 'listops'), not a language model")
     evaluated = run("train.evaluate", "--workdir", trained)

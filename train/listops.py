@@ -86,17 +86,27 @@ def write_splits(out: str, counts: dict[str, int], seed: int, lengths=(listops.M
     progress(f"written: {', '.join(FILES.values())} in {out}")
 
 
-def read_split(folder: str, split: str) -> tuple[list[str], list[int]]:
+def write_command(folder: str, longest: int) -> str:
+    """The command that writes ListOps files into `folder` that rows of `longest` tokens
+    hold (a CPU-sized model's rows are shorter than LRA's examples)."""
+    if longest >= listops.MAX_LENGTH:
+        return f"{PROGRAM} --out {folder}"
+    shortest = listops.MIN_LENGTH if listops.MIN_LENGTH <= longest else 16
+    return f"{PROGRAM} --out {folder} --lengths {shortest},{longest}"
+
+
+def read_split(folder: str, split: str, longest: int) -> tuple[list[str], list[int]]:
     """(sources, labels) of one of LRA's files; UserError naming the file if it is missing
-    or not of their form."""
+    (with the command that writes examples of at most `longest` tokens) or not of their
+    form."""
     path = os.path.join(folder, FILES[split])
     try:
         with open(os.path.expanduser(path), encoding="utf-8", newline="") as f:
             rows = list(csv.reader(f, delimiter="\t"))
     except OSError as err:
         raise UserError(f"listops.path={folder!r} is not allowed: {FILES[split]} cannot be "
-                        f"read there ({err.strerror}); write the files with {PROGRAM} --out "
-                        f"{folder}.") from None
+                        f"read there ({err.strerror}); write the files with "
+                        f"{write_command(folder, longest)}.") from None
     if not rows or rows[0] != ["Source", "Target"]:
         raise UserError(f"{path} is not a ListOps file: its first line must be the header "
                         "Source<TAB>Target.")
@@ -117,7 +127,7 @@ def load_rows(options, length: int) -> dict:
     the held-out splits in eval batches, each example padded to `length` tokens."""
     data = {}
     for split in FILES:
-        sources, labels = read_split(options.path, split)
+        sources, labels = read_split(options.path, split, length)
         try:
             rows = listops.encode_rows(sources, labels, length)
         except ValueError as err:
