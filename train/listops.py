@@ -25,6 +25,7 @@ from train.errors import UserError, exit_on_user_error
 PROGRAM = "python -m train.listops"
 FILES = {"train": "basic_train.tsv", "val": "basic_val.tsv", "test": "basic_test.tsv"}
 PARALLEL_FROM = 5_000   # examples: below, starting worker processes costs more than it saves
+LOCAL_SHORTEST = 16     # tokens: the shortest example of the CPU-sized data (configs' :local)
 
 
 def parse_args(argv: list[str]):
@@ -91,7 +92,7 @@ def write_command(folder: str, longest: int) -> str:
     hold (a CPU-sized model's rows are shorter than LRA's examples)."""
     if longest >= listops.MAX_LENGTH:
         return f"{PROGRAM} --out {folder}"
-    shortest = listops.MIN_LENGTH if listops.MIN_LENGTH <= longest else 16
+    shortest = listops.MIN_LENGTH if listops.MIN_LENGTH <= longest else LOCAL_SHORTEST
     return f"{PROGRAM} --out {folder} --lengths {shortest},{longest}"
 
 

@@ -39,6 +39,7 @@ import sys
 import time
 from typing import NamedTuple
 
+from configs.base import LISTOPS_SIZES as LISTOPS_CONFIG_SIZES
 from configs.mqar import ATTENTION_KWARGS as MQAR_ATTENTION
 from configs.mqar import SIZES as MQAR_SIZES
 from lowrank_jax.tasks import mqar as mqar_task
@@ -479,7 +480,8 @@ def write_listops_if_missing(data: str, size: str) -> None:
         return
     print(f"writing the ListOps data into {data} first")
     if size == "local":
-        listops.write_splits(data, {"train": 5000, "val": 500, "test": 500}, 0, (16, 128),
+        listops.write_splits(data, {"train": 5000, "val": 500, "test": 500}, 0,
+                             (listops.LOCAL_SHORTEST, LISTOPS_CONFIG_SIZES["local"][0]["max_len"]),
                              flag="--data")
     else:
         listops.write_splits(data, {"train": 96_000, "val": 2_000, "test": 2_000}, 0,
