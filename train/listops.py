@@ -72,6 +72,7 @@ def write_splits(out: str, counts: dict[str, int], seed: int, lengths=(listops.M
         raise UserError(f"{flag} {out!r} already holds {held[0]}; choose another folder or "
                         "remove the ListOps files there first.")
     check_folder_can_be_made(out, flag)
+    progress(f"writing {sum(counts.values()):,} ListOps examples into {out}")
     started = time.monotonic()
 
     def report(split, count):

@@ -478,7 +478,6 @@ def write_listops_if_missing(data: str, size: str) -> None:
 
     if all(os.path.exists(os.path.join(data, name)) for name in listops.FILES.values()):
         return
-    print(f"writing the ListOps data into {data} first")
     if size == "local":
         listops.write_splits(data, {"train": 5000, "val": 500, "test": 500}, 0,
                              (listops.LOCAL_SHORTEST, LISTOPS_CONFIG_SIZES["local"][0]["max_len"]),
