@@ -26,12 +26,13 @@ PROGRAM = "python -m train.listops"
 FILES = {"train": "basic_train.tsv", "val": "basic_val.tsv", "test": "basic_test.tsv"}
 PARALLEL_FROM = 5_000   # examples: below, starting worker processes costs more than it saves
 LOCAL_SHORTEST = 16     # tokens: the shortest example of the CPU-sized data (configs' :local)
+LRA_COUNTS = {"train": 96_000, "val": 2_000, "test": 2_000}
 
 
 def parse_args(argv: list[str]):
     parser = Parser(prog=PROGRAM, doc=__doc__)
     parser.add_argument("--out", required=True, help="the folder to write the three files into")
-    for split, default in (("train", 96_000), ("val", 2_000), ("test", 2_000)):
+    for split, default in LRA_COUNTS.items():
         parser.add_argument(f"--num-{split}", type=int, default=default,
                             help=f"examples in {FILES[split]}")
     parser.add_argument("--seed", type=int, default=0, help="the generator's seed")

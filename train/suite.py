@@ -43,6 +43,7 @@ from configs.base import LISTOPS_SIZES as LISTOPS_CONFIG_SIZES
 from configs.mqar import ATTENTION_KWARGS as MQAR_ATTENTION
 from configs.mqar import SIZES as MQAR_SIZES
 from lowrank_jax.tasks import mqar as mqar_task
+from lowrank_jax.tasks.listops import MAX_LENGTH, MIN_LENGTH
 from lowrank_jax.training.config import MAX_SEED, run_spec
 from lowrank_jax.validation import is_digits
 from train.cli import (Parser, RawEpilogFormatter, apply_override, load_config_file,
@@ -479,12 +480,11 @@ def write_listops_if_missing(data: str, size: str) -> None:
     if all(os.path.exists(os.path.join(data, name)) for name in listops.FILES.values()):
         return
     if size == "local":
-        listops.write_splits(data, {"train": 5000, "val": 500, "test": 500}, 0,
-                             (listops.LOCAL_SHORTEST, LISTOPS_CONFIG_SIZES["local"][0]["max_len"]),
-                             flag="--data")
+        counts = {"train": 5000, "val": 500, "test": 500}
+        lengths = (listops.LOCAL_SHORTEST, LISTOPS_CONFIG_SIZES["local"][0]["max_len"])
     else:
-        listops.write_splits(data, {"train": 96_000, "val": 2_000, "test": 2_000}, 0,
-                             flag="--data")
+        counts, lengths = listops.LRA_COUNTS, (MIN_LENGTH, MAX_LENGTH)
+    listops.write_splits(data, counts, 0, lengths, flag="--data")
 
 
 def machine() -> dict:
