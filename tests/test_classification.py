@@ -195,6 +195,28 @@ def test_the_listops_suite_runs_each_variant_and_writes_its_figures(data_dir, tm
     assert rows[0]["test_accuracy_at_best_val"] == rows[0]["test_accuracy"]
     assert (tmp_path / "q" / "quality_listops.png").stat().st_size > 0
     assert "| standard |" in (tmp_path / "q" / "quality_listops.md").read_text()
+    assert "--config.steps=4" in rows[0]["command"]   # the command that made the run
+
+
+def test_a_suite_run_again_skips_what_it_finished_and_refuses_changed_settings(data_dir,
+                                                                               tmp_path):
+    """The same command reports the finished run again; one with other settings is refused
+    before it starts, rather than reporting the 4-step run as a 6-step one."""
+    command = ["train.suite", "listops", "--size", "local", "--variants", "standard",
+               "--data", data_dir, "--out", str(tmp_path / "q")]
+    assert run(*command, "--steps", "4").returncode == 0
+    results = (tmp_path / "q" / "quality_listops.json").read_text()
+    again = run(*command, "--steps", "4")
+    assert again.returncode == 0 and "[1/1]" not in again.stdout, again.stdout
+    assert json.loads(results)["results"][0]["test_accuracy"] == json.loads(
+        (tmp_path / "q" / "quality_listops.json").read_text())["results"][0]["test_accuracy"]
+    workdir = tmp_path / "q" / "listops_runs" / "standard"
+    assert_clean_error(run(*command, "--steps", "6"),
+                       f"{workdir} holds a run made with other settings (checkpoint_every "
+                       "is 4 there but 6 here, eval_every is 4 there but 6 here, steps is 4 "
+                       "there but 6 here); give another --out, or the settings it was made "
+                       "with to resume or report it.")
+    assert (tmp_path / "q" / "quality_listops.json").read_text() == results
 
 
 def test_the_mqar_grid_keeps_the_cells_that_fit_and_scales_the_linformer_blocks():

@@ -6,7 +6,7 @@ Runs one quality comparison of the attention variants, each run a `python -m tra
 its own (its workdir kept under OUT/<name>_runs/, so a cut suite resumes where it
 stopped and every run can be inspected), then writes quality_<name>.json, .md and .png
 to OUT with the commands that made them. SIGTERM or Ctrl-C stops the runs in flight, each
-saving its step; the same command resumes them.
+saving its step; the same command resumes them (one with other settings is refused).
 
 listops: every variant in an encoder (configs/listops_<variant>.py; the bidirectional
 Linformer) on ListOps, test accuracy at the end of training; --size full is the Long
@@ -39,6 +39,8 @@ import sys
 import time
 from typing import NamedTuple
 
+import ml_collections
+
 from configs.base import LISTOPS_SIZES as LISTOPS_CONFIG_SIZES
 from configs.mqar import ATTENTION_KWARGS as MQAR_ATTENTION
 from configs.mqar import SIZES as MQAR_SIZES
@@ -49,6 +51,7 @@ from lowrank_jax.validation import is_digits
 from train.cli import (Parser, RawEpilogFormatter, apply_override, load_config_file,
                        make_output_folder, word_list)
 from train.errors import UserError, exit_on_user_error
+from train.loop import CONFIG_FILE
 from train.metrics import read_metrics
 from train.preemption import EXIT_CODES, StopSignals
 
@@ -190,11 +193,9 @@ def schedule(steps: int, evaluations: int = 1, logs: int = 4) -> tuple[str, ...]
             f"--config.checkpoint_every={max(1, steps // min(evaluations, 4))}")
 
 
-def command(run: Run, workdir: str, steps: int | None) -> list[str]:
-    """`python -m train` for the run; `steps` shortens it (with its schedule) for a quick look."""
-    shorter = () if steps is None else schedule(steps)
+def command(run: Run, workdir: str) -> list[str]:
     return [sys.executable, "-m", "train", "--config", run.config, "--workdir", workdir,
-            *run.overrides, *shorter]
+            *run.overrides]
 
 
 def environment(jobs: int) -> dict:
@@ -206,7 +207,7 @@ def environment(jobs: int) -> dict:
     return env
 
 
-def run_all(runs: list[Run], folder: str, jobs: int, steps: int | None, after_each=None,
+def run_all(runs: list[Run], folder: str, jobs: int, after_each=None,
             progress=print) -> tuple[dict[str, dict], int | None]:
     """({run name: {"seconds", "returncode"}}, the stop signal or None); `jobs` at a time,
     each logging to folder/<name>.log; `after_each(timings so far)` when one ends.
@@ -224,7 +225,7 @@ def run_all(runs: list[Run], folder: str, jobs: int, steps: int | None, after_ea
             while waiting and len(running) < jobs and signals.requested is None:
                 run = waiting.pop(0)
                 log = open(os.path.join(folder, f"{run.name}.log"), "w")
-                process = subprocess.Popen(command(run, os.path.join(folder, run.name), steps),
+                process = subprocess.Popen(command(run, os.path.join(folder, run.name)),
                                            stdout=log, stderr=subprocess.STDOUT, env=env)
                 running[run.name] = (process, log, time.monotonic())
             if signals.requested is not None and stopped is None:
@@ -283,7 +284,7 @@ def timing_of(folder: str, name: str) -> dict:
 def finished(workdir: str) -> bool:
     """The run was evaluated at its last step already (a suite started again skips it)."""
     try:
-        with open(os.path.join(workdir, "config.json")) as f:
+        with open(os.path.join(workdir, CONFIG_FILE)) as f:
             steps = json.load(f)["steps"]
         records = read_metrics(workdir)
     except (OSError, ValueError, KeyError):
@@ -323,12 +324,12 @@ def collect(runs: list[Run], folder: str, timings: dict, metric: str) -> list[di
     for run in runs:
         workdir, log = os.path.join(folder, run.name), os.path.join(folder, f"{run.name}.log")
         timing = timings.get(run.name)
-        row = {**run.row, metric: None, "command": " ".join(command(run, workdir, None)[1:])}
+        row = {**run.row, metric: None, "command": " ".join(command(run, workdir)[1:])}
         # A run not ended yet (or cut with the suite) is unfinished, not failed.
         problem = ("not run" if not os.path.exists(log) else "not finished" if timing is None
                    else last_line(log))
         try:
-            with open(os.path.join(workdir, "config.json")) as f:
+            with open(os.path.join(workdir, CONFIG_FILE)) as f:
                 config = json.load(f)
             found = curves(workdir)
         except (OSError, ValueError):
@@ -404,7 +405,8 @@ def chosen_runs(args) -> tuple[str, list[Run]]:
                                       for item in args.set):
         raise UserError("--set seed=.. is not allowed with --seeds; --seeds sets each run's "
                         "seed.")
-    settings = config_overrides(args.set)
+    # --steps after --set: it shortens the run whatever --set steps= said
+    settings = config_overrides(args.set) + (() if args.steps is None else schedule(args.steps))
     data = args.data or ("data/listops_local" if size == "local" else "data/listops")
     runs = (listops_runs(size, variants, data) if args.suite == "listops"
             else (mqar_runs if args.suite == "mqar" else lm_runs)(size, variants))
@@ -419,16 +421,55 @@ def chosen_runs(args) -> tuple[str, list[Run]]:
     return size, runs
 
 
-def check_config(run: Run) -> None:
-    """The run's config as `python -m train` would read it, checked before anything starts
-    (a --set naming no field would fail every run, one by one)."""
+def run_config(run: Run) -> ml_collections.ConfigDict:
+    """The run's config as `python -m train` reads it (and writes it into its workdir)."""
     try:
         config = load_config_file(run.config)
         for override in run.overrides:
             apply_override(config, override.removeprefix("--config."))
-        run_spec(config)
     except UserError as err:
         raise UserError(f"run {run.name}: {err}") from None
+    return config
+
+
+def check_config(run: Run) -> None:
+    """The run's config checked before anything starts (a --set naming no field would fail
+    every run, one by one)."""
+    try:
+        run_spec(run_config(run))
+    except UserError as err:
+        raise UserError(f"run {run.name}: {err}") from None
+
+
+def check_runs_there_match(runs: list[Run], folder: str) -> None:
+    """A run already in `folder` (finished, or cut and to be resumed) was made by the
+    settings this command gives it: a finished one would otherwise be reported as this
+    command's, and a cut one refused by `python -m train` once started."""
+    for run in runs:
+        try:
+            with open(os.path.join(folder, run.name, CONFIG_FILE)) as f:
+                there = flat_fields(json.load(f))
+        except (OSError, ValueError):
+            continue
+        here = flat_fields(json.loads(run_config(run).to_json()))
+        changed = [f for f in sorted(set(there) | set(here)) if there.get(f) != here.get(f)]
+        if changed:
+            what = ", ".join(f"{f} is {there.get(f)!r} there but {here.get(f)!r} here"
+                             for f in changed[:3])
+            raise UserError(f"{os.path.join(folder, run.name)} holds a run made with other "
+                            f"settings ({what}); give another --out, or the settings it was "
+                            "made with to resume or report it.")
+
+
+def flat_fields(config: dict, prefix: str = "") -> dict:
+    """{"model.d_model": 64, ...}: a nested config's fields by their dotted names."""
+    fields = {}
+    for key, value in config.items():
+        if isinstance(value, dict):
+            fields.update(flat_fields(value, f"{prefix}{key}."))
+        else:
+            fields[f"{prefix}{key}"] = value
+    return fields
 
 
 def main(argv: list[str]) -> None:
@@ -436,8 +477,9 @@ def main(argv: list[str]) -> None:
         args = build_parser().parse_args(argv[1:])
         size, runs = chosen_runs(args)
         out = args.out or os.path.join("runs", time.strftime("suite-%Y%m%d-%H%M%S"))
+        folder = os.path.join(out, f"{args.suite}_runs")
+        check_runs_there_match(runs, folder)
         make_output_folder(out)
-    folder = os.path.join(out, f"{args.suite}_runs")
     metric = SUITES[args.suite].metric
     command_line = " ".join([PROGRAM, *argv[1:]])
 
@@ -447,7 +489,7 @@ def main(argv: list[str]) -> None:
                              collect(runs, folder, timings, metric))
 
     try:
-        timings, stopped = run_all(runs, folder, args.jobs, args.steps, after_each=write)
+        timings, stopped = run_all(runs, folder, args.jobs, after_each=write)
     except KeyboardInterrupt:
         print(f"\n{PROGRAM}: interrupted at once; the runs in flight keep their last "
               "checkpoints, and the same command resumes them.", file=sys.stderr)
