@@ -75,7 +75,7 @@ def main(out: str, jobs: int = 1) -> None:
             f.write(text)
         return text
 
-    timings, _ = run_all(RECIPES, folder, jobs, None, after_each=write)
+    timings, _ = run_all(RECIPES, folder, jobs, after_each=write)
     print(write(timings))
 
 

@@ -216,6 +216,12 @@ def test_a_suite_run_again_skips_what_it_finished_and_refuses_changed_settings(d
                        "is 4 there but 6 here, eval_every is 4 there but 6 here, steps is 4 "
                        "there but 6 here); give another --out, or the settings it was made "
                        "with to resume or report it.")
+    # other data is refused before it is written
+    other = tmp_path / "other_data"
+    assert_clean_error(run(*command[:-4], "--data", str(other), "--out", str(tmp_path / "q"),
+                           "--steps", "4"),
+                       f"listops.path is {str(data_dir)!r} there but {str(other)!r} here")
+    assert not other.exists()
     assert (tmp_path / "q" / "quality_listops.json").read_text() == results
 
 
@@ -419,16 +425,17 @@ def test_suite_arguments_are_checked_before_any_data_or_run_is_written(tmp_path,
     taken = tmp_path / "a_file"
     taken.write_text("mine")
     with pytest.raises(SystemExit):
-        suite.main(["suite", "mqar", "--out", str(taken)])
+        suite.main(["suite", "listops", "--out", str(taken), "--data", str(data)])
     assert capsys.readouterr().err.strip().endswith(
-        f"--out '{taken}' cannot be made a folder (File exists); pass a folder you can write to.")
-    assert taken.read_text() == "mine"
+        f"--out '{taken}' cannot be made a folder ({taken} is not a folder you can write to); "
+        "pass a folder you can write to.")
+    assert taken.read_text() == "mine" and not data.exists()
     # A setting no config can take is refused before any run starts, not by every run.
     with pytest.raises(SystemExit):
         suite.main(["suite", "mqar", "--set", "stepz=3", "--out", str(tmp_path / "q")])
-    assert capsys.readouterr().err.strip().endswith(
-        "run standard_L64_p4: --config.stepz: the config has no field 'stepz'; did you mean "
-        "'steps'?")
+    assert capsys.readouterr().err.strip() == (
+        "python -m train.suite: error: run standard_L64_p4: --config.stepz: the config has no "
+        "field 'stepz'; did you mean 'steps'?")
     assert not (tmp_path / "q").exists()
     # ... and before the ListOps data, minutes of work, is written for it.
     with pytest.raises(SystemExit):

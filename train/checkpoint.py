@@ -196,15 +196,22 @@ def explain_mismatch(saved: dict, current: dict, saved_shapes: dict, current_sha
     """None when the checkpoint fits the model; else one sentence on how they differ."""
     if saved_shapes == current_shapes:
         return None
-    differing = [k for k in sorted(set(saved) | set(current)) if saved.get(k) != current.get(k)]
-    if differing:
-        what = ", ".join(f"model.{k} is {saved.get(k)!r} there but {current.get(k)!r} here"
-                         for k in differing[:3])
-    else:
+    what = describe_differences(saved, current, prefix="model.", limit=3)
+    if not what:
         name = next(k for k in sorted(set(saved_shapes) | set(current_shapes))
                     if saved_shapes.get(k) != current_shapes.get(k))
         what = f"parameter {name} is {saved_shapes.get(name)} there but {current_shapes.get(name)} here"
     return f"workdir holds a checkpoint of a different model ({what})"
+
+
+def describe_differences(there: dict, here: dict, prefix: str = "", limit: int | None = None,
+                         keys=None) -> str:
+    """'F is A there but B here, ...' for each of `keys` (default: every key of either) whose
+    values differ, the first `limit` of them; '' when none does."""
+    keys = sorted(set(there) | set(here)) if keys is None else keys
+    differing = [k for k in keys if there.get(k) != here.get(k)]
+    return ", ".join(f"{prefix}{k} is {there.get(k)!r} there but {here.get(k)!r} here"
+                     for k in differing[:limit])
 
 
 def check_vocab(saved_meta: dict, vocab_size: int) -> None:

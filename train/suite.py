@@ -40,6 +40,7 @@ import time
 from typing import NamedTuple
 
 import ml_collections
+from flax.traverse_util import flatten_dict
 
 from configs.base import LISTOPS_SIZES as LISTOPS_CONFIG_SIZES
 from configs.mqar import ATTENTION_KWARGS as MQAR_ATTENTION
@@ -48,8 +49,9 @@ from lowrank_jax.tasks import mqar as mqar_task
 from lowrank_jax.tasks.listops import MAX_LENGTH, MIN_LENGTH
 from lowrank_jax.training.config import MAX_SEED, run_spec
 from lowrank_jax.validation import is_digits
-from train.cli import (Parser, RawEpilogFormatter, apply_override, load_config_file,
-                       make_output_folder, word_list)
+from train.cli import (Parser, RawEpilogFormatter, apply_override, check_folder_can_be_made,
+                       load_config_file, make_output_folder, word_list)
+from train.checkpoint import describe_differences
 from train.errors import UserError, exit_on_user_error
 from train.loop import CONFIG_FILE
 from train.metrics import read_metrics
@@ -407,7 +409,7 @@ def chosen_runs(args) -> tuple[str, list[Run]]:
                         "seed.")
     # --steps after --set: it shortens the run whatever --set steps= said
     settings = config_overrides(args.set) + (() if args.steps is None else schedule(args.steps))
-    data = args.data or ("data/listops_local" if size == "local" else "data/listops")
+    data = listops_folder(args.data, size)
     runs = (listops_runs(size, variants, data) if args.suite == "listops"
             else (mqar_runs if args.suite == "mqar" else lm_runs)(size, variants))
     runs = at_grid(at_grid(runs, "L", args.lengths, args.suite), "pairs", args.pairs,
@@ -416,9 +418,11 @@ def chosen_runs(args) -> tuple[str, list[Run]]:
             for run in at_seeds(runs, args.seeds)]
     for run in runs:
         check_config(run)
-    if args.suite == "listops":  # the arguments are all good: the data may be written
-        write_listops_if_missing(data, size)
     return size, runs
+
+
+def listops_folder(data: str | None, size: str) -> str:
+    return data or ("data/listops_local" if size == "local" else "data/listops")
 
 
 def run_config(run: Run) -> ml_collections.ConfigDict:
@@ -435,41 +439,29 @@ def run_config(run: Run) -> ml_collections.ConfigDict:
 def check_config(run: Run) -> None:
     """The run's config checked before anything starts (a --set naming no field would fail
     every run, one by one)."""
+    config = run_config(run)
     try:
-        run_spec(run_config(run))
+        run_spec(config)
     except UserError as err:
         raise UserError(f"run {run.name}: {err}") from None
 
 
 def check_runs_there_match(runs: list[Run], folder: str) -> None:
     """A run already in `folder` (finished, or cut and to be resumed) was made by the
-    settings this command gives it: a finished one would otherwise be reported as this
-    command's, and a cut one refused by `python -m train` once started."""
+    settings this command gives it, or a finished one would be reported as this command's.
+    Fields one side lacks (a field added to the configs since) are not compared."""
     for run in runs:
         try:
             with open(os.path.join(folder, run.name, CONFIG_FILE)) as f:
-                there = flat_fields(json.load(f))
+                there = flatten_dict(json.load(f), sep=".")
         except (OSError, ValueError):
             continue
-        here = flat_fields(json.loads(run_config(run).to_json()))
-        changed = [f for f in sorted(set(there) | set(here)) if there.get(f) != here.get(f)]
-        if changed:
-            what = ", ".join(f"{f} is {there.get(f)!r} there but {here.get(f)!r} here"
-                             for f in changed[:3])
+        here = flatten_dict(json.loads(run_config(run).to_json()), sep=".")
+        what = describe_differences(there, here, keys=sorted(set(there) & set(here)))
+        if what:
             raise UserError(f"{os.path.join(folder, run.name)} holds a run made with other "
                             f"settings ({what}); give another --out, or the settings it was "
                             "made with to resume or report it.")
-
-
-def flat_fields(config: dict, prefix: str = "") -> dict:
-    """{"model.d_model": 64, ...}: a nested config's fields by their dotted names."""
-    fields = {}
-    for key, value in config.items():
-        if isinstance(value, dict):
-            fields.update(flat_fields(value, f"{prefix}{key}."))
-        else:
-            fields[f"{prefix}{key}"] = value
-    return fields
 
 
 def main(argv: list[str]) -> None:
@@ -479,6 +471,9 @@ def main(argv: list[str]) -> None:
         out = args.out or os.path.join("runs", time.strftime("suite-%Y%m%d-%H%M%S"))
         folder = os.path.join(out, f"{args.suite}_runs")
         check_runs_there_match(runs, folder)
+        check_folder_can_be_made(out)
+        if args.suite == "listops":  # the arguments are all good: the data may be written
+            write_listops_if_missing(listops_folder(args.data, size), size)
         make_output_folder(out)
     metric = SUITES[args.suite].metric
     command_line = " ".join([PROGRAM, *argv[1:]])
