@@ -75,6 +75,34 @@ def test_layerwise_sharing_is_one_projection_for_every_layer(causal_kwargs):
     np.testing.assert_allclose(logits, expected, rtol=1e-5)
 
 
+# projection="pool" at max_len 16: the positions each slot averages, written out by hand
+# (causal: within each block of 4).
+POOLED = [(dict(causal=False, k=5, projection="pool"), [(0, 4), (4, 7), (7, 10), (10, 13), (13, 16)]),
+          (dict(block_size=4, block_slots=3, projection="pool"), [(0, 2), (2, 3), (3, 4)])]
+
+
+@pytest.mark.parametrize("kwargs,segments", POOLED)
+@pytest.mark.parametrize("length", [16, 13])
+def test_pooling_projection_averages_contiguous_segments(kwargs, segments, length):
+    cfg, params, x, y, _ = run_module(kwargs, length)
+    assert not {"E", "F"} & set(params)
+    span = kwargs.get("block_size", cfg.max_len)
+    P = np.zeros((cfg.max_len, len(segments)))
+    for start in range(0, cfg.max_len, span):
+        for slot, (first, end) in enumerate(segments):
+            P[start + first:start + end, slot] = 1 / (end - first)
+    expected, _ = reference.linformer_attention({**reference.f64(params), "E": P, "F": P},
+                                                np.asarray(x), cfg)
+    np.testing.assert_allclose(y, expected, rtol=1e-5)
+
+
+def test_pooling_has_no_projection_to_share():
+    cfg = small_config(attention="linformer", causal=False,
+                       attention_kwargs=dict(projection="pool", sharing="layerwise"))
+    params = GPT(cfg).init(jax.random.key(0), jnp.zeros((1, 16), jnp.int32))["params"]
+    assert "linformer_shared" not in params and "E" not in params["block_0"]["attention"]
+
+
 def test_causal_decoding_cache_size_is_slots_plus_one_block():
     cfg = small_config(attention="linformer", attention_kwargs=dict(block_size=4, block_slots=2))
     _, weights = apply_with_attention(GPT(cfg), GPT(cfg).init(jax.random.key(0), jnp.zeros((1, 16), jnp.int32))["params"],
@@ -95,6 +123,7 @@ def test_causal_decoding_cache_size_is_slots_plus_one_block():
     (dict(block_size=4, block_slots=2, k=12), True, r"attention_kwargs\.k=12 is not allowed with block_slots=2; it must be \(max_len / block_size\) \* block_slots = 8\."),
     (dict(sharing="global"), True, r"attention_kwargs\.sharing='global' is not allowed; choose one of 'none', 'headwise', 'kv', 'layerwise'\."),
     (dict(block_size=4), False, r"attention_kwargs\.block_size=4 is not allowed with causal=false; blocks belong to the causal Linformer\."),
+    (dict(projection="mean"), False, r"attention_kwargs\.projection='mean' is not allowed; choose one of 'learnt', 'pool'\."),
 ])
 def test_bad_linformer_config(kwargs, model_causal, message):
     with pytest.raises(UserError, match=f"^{message}$"):

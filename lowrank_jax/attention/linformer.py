@@ -15,6 +15,13 @@ Sharing (as in the paper and fairseq): "none", one E and F per head; "headwise",
 E and F per layer for all heads; "kv", E = F per layer; "layerwise", one E (= F) for
 every layer and head, owned by the GPT and passed in as `shared`.
 
+projection="pool" (not in the seed; the paper names pooling among its general
+projections) fixes E = F to mean pooling: slot s of the sequence (causal: of each block)
+is the mean of its s-th contiguous segment, so there are no projection weights and
+`sharing` has nothing to share. A learnt E is a linear map of the whole sequence, weights
+per position, and a classifier can fit its training rows through it: on ListOps the
+learnt E overfits past a few thousand steps where pooling does not (README, "ListOps").
+
 This file is the module (options, projections, the decode cache); the math is in
 linformer_ops.py. Fast paths (a GPU, bf16/fp16, weights not asked for): the bidirectional
 form compresses, then runs cuDNN flash attention over the k slots; the causal form runs
@@ -23,12 +30,14 @@ scores. Both take padding masks, and both compute the same function as the einsu
 """
 from __future__ import annotations
 
+import functools
 import math
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import chex
 import jax
 import jax.numpy as jnp
+import numpy as np
 from flax import linen as nn
 
 from lowrank_jax.attention import cache, core, linformer_kernel
@@ -40,6 +49,7 @@ if TYPE_CHECKING:
     from lowrank_jax.config import ModelConfig
 
 SHARING = ("none", "headwise", "kv", "layerwise")
+PROJECTIONS = ("learnt", "pool")
 DEFAULT_K = 64
 LARGEST_DEFAULT_BLOCK = 64
 
@@ -99,6 +109,16 @@ def projection_init(cfg: "ModelConfig"):
     return lambda key, shape, dtype: jax.random.uniform(key, shape, dtype, -bound, bound)
 
 
+@functools.lru_cache(maxsize=None)
+def pooling(max_len: int, span: int, columns: int) -> np.ndarray:
+    """E of projection="pool", (max_len, columns): within each `span` positions (a causal
+    block, or the whole sequence), slot s is the mean of the s-th of `columns` contiguous
+    segments; a NumPy constant of the compiled program."""
+    slot_L = np.arange(max_len) % span * columns // span
+    P = (slot_L[:, None] == np.arange(columns)).astype(np.float64)
+    return P / P[:span].sum(0)
+
+
 class LinformerProjection(nn.Module):
     """The one E (= F) that every layer shares under sharing="layerwise"."""
 
@@ -117,7 +137,7 @@ class LinformerAttention(Attention):
     TOKEN_COLUMNS: ClassVar[bool] = False
     # causal None follows the model: a causal LM gets the causal Linformer, an encoder not.
     DEFAULTS: ClassVar[dict] = {"k": None, "causal": None, "sharing": "headwise",
-                                "block_size": None, "block_slots": None}
+                                "block_size": None, "block_slots": None, "projection": "learnt"}
     EXAMPLES: ClassVar[tuple[dict, ...]] = (
         {"block_size": 4, "block_slots": 2},
         {"block_size": 4, "block_slots": 3, "sharing": "none"},
@@ -125,12 +145,15 @@ class LinformerAttention(Attention):
         {"block_size": 4, "block_slots": 2, "sharing": "layerwise"},
         {"causal": False, "k": 6, "sharing": "none"},
         {"causal": False, "k": 6, "sharing": "kv"},
+        {"block_size": 4, "block_slots": 3, "projection": "pool"},
+        {"causal": False, "k": 6, "projection": "pool"},
     )
     SHARED_NAME: ClassVar[str] = "linformer_shared"
 
     @classmethod
     def shared_module(cls, cfg: "ModelConfig"):
-        if cfg.attention_kwargs["sharing"] == "layerwise":
+        kw = cfg.attention_kwargs
+        if kw["sharing"] == "layerwise" and kw["projection"] == "learnt":
             return LinformerProjection(cfg, name=cls.SHARED_NAME)
         return None
 
@@ -146,6 +169,7 @@ class LinformerAttention(Attention):
     @staticmethod
     def resolve(cfg: "ModelConfig", kwargs: dict) -> dict:
         check_choice("attention_kwargs.sharing", kwargs["sharing"], SHARING)
+        check_choice("attention_kwargs.projection", kwargs["projection"], PROJECTIONS)
         causal = cfg.causal if kwargs["causal"] is None else kwargs["causal"]
         require(causal == cfg.causal,
                 f"attention_kwargs.causal={causal!r} is not allowed in a model with "
@@ -155,9 +179,15 @@ class LinformerAttention(Attention):
         return resolve(cfg, {**kwargs, "causal": causal})
 
     def projections(self):
-        """(E, F); F is E itself under "kv" and "layerwise" sharing."""
+        """(E, F); F is E itself under "kv" and "layerwise" sharing and for pooling."""
         cfg = self.cfg
-        sharing = cfg.attention_kwargs["sharing"]
+        kw = cfg.attention_kwargs
+        if kw["projection"] == "pool":
+            span = kw["block_size"] if kw["causal"] else cfg.max_len
+            P = jnp.asarray(pooling(cfg.max_len, span, projection_shape(cfg)[-1]),
+                            cfg.storage_dtype)
+            return P, P
+        sharing = kw["sharing"]
         if sharing == "layerwise":
             E = self.shared()
             return E, E
