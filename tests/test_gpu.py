@@ -30,6 +30,10 @@ CASES = {  # name -> (ModelConfig overrides, input length)
         "block_size": 128, "block_slots": 16, "sharing": "none"}), 1000),
     "linformer bidirectional": (dict(attention="linformer", causal=False,
                                      attention_kwargs={"k": 128}), 1024),
+    "linformer bidirectional, pooled": (dict(attention="linformer", causal=False, attention_kwargs={
+        "k": 128, "projection": "pool"}), 1024),
+    "linformer causal, pooled": (dict(attention="linformer", attention_kwargs={
+        "block_size": 64, "block_slots": 8, "projection": "pool"}), 1024),
 }
 
 

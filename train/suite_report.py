@@ -123,7 +123,7 @@ def plot_listops(rows: list[dict], runs: list[dict], png: str, reference: dict) 
                        label=label)
             label = None
     marks.set_xticks(positions, [r["variant"] for r in done])
-    marks.set_xlim(-0.5, len(done) - 0.5)
+    marks.set_xlim(-0.5, max(len(done), 1) - 0.5)   # a suite's first write may have none done
     # The figures lie less than a point apart: the higher one labelled above its line,
     # the lower one below, both at the right edge, clear of the points.
     for name, value in reference.items():
