@@ -20,7 +20,8 @@ projections) fixes E = F to mean pooling: slot s of the sequence (causal: of eac
 is the mean of its s-th contiguous segment, so there are no projection weights and
 `sharing` has nothing to share. A learnt E is a linear map of the whole sequence, weights
 per position, and a classifier can fit its training rows through it: on ListOps the
-learnt E overfits past a few thousand steps where pooling does not (README, "ListOps").
+learnt E overfits past a few thousand steps, and on a CPU-sized run pooling did not
+(README, "ListOps").
 
 This file is the module (options, projections, the decode cache); the math is in
 linformer_ops.py. Fast paths (a GPU, bf16/fp16, weights not asked for): the bidirectional
