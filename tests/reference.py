@@ -102,6 +102,17 @@ def lowrank_qk_attention(p, x, cfg, padding_mask=None):
     return merge_heads(p["out"], out), probs
 
 
+def pooled(max_len, span, columns):
+    """projection="pool" from its definition: in each span of positions, slot s averages
+    positions ceil(s span / c) up to (not including) ceil((s + 1) span / c)."""
+    P = np.zeros((max_len, columns))
+    for start in range(0, max_len, span):
+        for s in range(columns):
+            first, end = -(-s * span // columns), -(-(s + 1) * span // columns)
+            P[start + first:start + end, s] = 1 / (end - first)
+    return P
+
+
 def linformer_attention(p, x, cfg, padding_mask=None, shared_E=None):
     """Seed 002 from its definition, one query at a time (independent of the block algebra).
 
@@ -112,8 +123,12 @@ def linformer_attention(p, x, cfg, padding_mask=None, shared_E=None):
     q, k, v = (project_heads(p[n], x) for n in ("query", "key", "value"))
     if padding_mask is not None:
         k, v = k * padding_mask[:, :, None, None], v * padding_mask[:, :, None, None]
-    E = shared_E if kw["sharing"] == "layerwise" else p["E"]
-    F = E if kw["sharing"] in ("kv", "layerwise") else p["F"]
+    if kw["projection"] == "pool":
+        E = F = pooled(cfg.max_len, kw["block_size"] if kw["causal"] else cfg.max_len,
+                       kw["block_slots"] if kw["causal"] else kw["k"])
+    else:
+        E = shared_E if kw["sharing"] == "layerwise" else p["E"]
+        F = E if kw["sharing"] in ("kv", "layerwise") else p["F"]
     batch, length, heads, d = q.shape
     out = np.zeros_like(v)
     if kw["causal"]:  # the slots of the blocks this input has, then one block of local keys
