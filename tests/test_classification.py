@@ -201,17 +201,24 @@ def test_the_listops_suite_runs_each_variant_and_writes_its_figures(data_dir, tm
 
 def test_a_suite_run_again_skips_what_it_finished_and_refuses_changed_settings(data_dir,
                                                                                tmp_path):
-    """The same command reports the finished run again; one with other settings is refused
-    before it starts, rather than reporting the 4-step run as a 6-step one."""
-    command = ["train.suite", "listops", "--size", "local", "--variants", "standard",
+    """The same command (or one setting an option to its default) reports the finished run
+    again; one with other settings is refused before it starts, rather than reporting the
+    4-step run as a 6-step one, or the learnt projection's run as the pooled one's."""
+    command = ["train.suite", "listops", "--size", "local", "--variants", "linformer",
                "--data", data_dir, "--out", str(tmp_path / "q")]
     assert run(*command, "--steps", "4").returncode == 0
     results = (tmp_path / "q" / "quality_listops.json").read_text()
-    again = run(*command, "--steps", "4")
+    again = run(*command, "--steps", "4", "--set", "model.attention_kwargs.projection=learnt")
     assert again.returncode == 0 and "[1/1]" not in again.stdout, again.stdout
-    assert json.loads(results)["results"][0]["test_accuracy"] == json.loads(
-        (tmp_path / "q" / "quality_listops.json").read_text())["results"][0]["test_accuracy"]
-    workdir = tmp_path / "q" / "listops_runs" / "standard"
+    results_again = (tmp_path / "q" / "quality_listops.json").read_text()
+    assert (json.loads(results)["results"][0]["test_accuracy"]
+            == json.loads(results_again)["results"][0]["test_accuracy"])
+    results = results_again   # what the refusals below must leave as it is
+    workdir = tmp_path / "q" / "listops_runs" / "linformer"
+    assert_clean_error(run(*command, "--steps", "4", "--set",
+                           "model.attention_kwargs.projection=pool"),
+                       f"{workdir} holds a run made with other settings (model.attention_kwargs."
+                       "projection is 'learnt' there but 'pool' here); give another --out")
     assert_clean_error(run(*command, "--steps", "6"),
                        f"{workdir} holds a run made with other settings (checkpoint_every "
                        "is 4 there but 6 here, eval_every is 4 there but 6 here, steps is 4 "

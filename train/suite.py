@@ -449,19 +449,33 @@ def check_config(run: Run) -> None:
 def check_runs_there_match(runs: list[Run], folder: str) -> None:
     """A run already in `folder` (finished, or cut and to be resumed) was made by the
     settings this command gives it, or a finished one would be reported as this command's.
-    Fields one side lacks (a field added to the configs since) are not compared."""
+    Fields one side lacks (one added to the configs since) are not compared."""
     for run in runs:
+        workdir = os.path.join(folder, run.name)
         try:
-            with open(os.path.join(folder, run.name, CONFIG_FILE)) as f:
-                there = flatten_dict(json.load(f), sep=".")
+            with open(os.path.join(workdir, CONFIG_FILE)) as f:
+                saved = json.load(f)
         except (OSError, ValueError):
             continue
-        here = flatten_dict(json.loads(run_config(run).to_json()), sep=".")
+        try:
+            there = config_fields(saved)
+        except UserError as err:
+            raise UserError(f"{workdir} holds a run whose settings this version does not take "
+                            f"({err}); give another --out.") from None
+        here = config_fields(json.loads(run_config(run).to_json()))
         what = describe_differences(there, here, keys=sorted(set(there) & set(here)))
         if what:
-            raise UserError(f"{os.path.join(folder, run.name)} holds a run made with other "
-                            f"settings ({what}); give another --out, or the settings it was "
-                            "made with to resume or report it.")
+            raise UserError(f"{workdir} holds a run made with other settings ({what}); give "
+                            "another --out, or the settings it was made with to resume or "
+                            "report it.")
+
+
+def config_fields(config: dict) -> dict:
+    """A config (as JSON) by dotted field name, its attention options resolved: a config file
+    lists only the options it sets, so a --set of a default names the same run."""
+    options = run_spec(ml_collections.ConfigDict(config)).model.attention_kwargs
+    model = {**config["model"], "attention_kwargs": dict(options)}
+    return flatten_dict({**config, "model": model}, sep=".")
 
 
 def main(argv: list[str]) -> None:

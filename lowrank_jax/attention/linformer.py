@@ -103,10 +103,15 @@ def projection_shape(cfg: "ModelConfig") -> tuple[int, ...]:
     return (*heads, cfg.max_len, columns)
 
 
+def slot_span(cfg: "ModelConfig") -> int:
+    """The positions one slot's column of E covers: a block (causal) or the sequence."""
+    kw = cfg.attention_kwargs
+    return kw["block_size"] if kw["causal"] else cfg.max_len
+
+
 def projection_init(cfg: "ModelConfig"):
     """U(-1/sqrt(n), 1/sqrt(n)) with n the rows one slot sums over: PyTorch's linear init."""
-    kw = cfg.attention_kwargs
-    bound = 1 / math.sqrt(kw["block_size"] if kw["causal"] else cfg.max_len)
+    bound = 1 / math.sqrt(slot_span(cfg))
     return lambda key, shape, dtype: jax.random.uniform(key, shape, dtype, -bound, bound)
 
 
@@ -114,7 +119,9 @@ def projection_init(cfg: "ModelConfig"):
 def pooling(max_len: int, span: int, columns: int) -> np.ndarray:
     """E of projection="pool", (max_len, columns): within each `span` positions (a causal
     block, or the whole sequence), slot s is the mean of the s-th of `columns` contiguous
-    segments; a NumPy constant of the compiled program."""
+    segments; a NumPy constant of the compiled program. As with a learnt E, positions past
+    a row's length or padded add nothing: their slots hold zero keys and values, and a
+    slot they cut short is still divided by its whole segment."""
     slot_L = np.arange(max_len) % span * columns // span
     P = (slot_L[:, None] == np.arange(columns)).astype(np.float64)
     return P / P[:span].sum(0)
@@ -184,9 +191,7 @@ class LinformerAttention(Attention):
         cfg = self.cfg
         kw = cfg.attention_kwargs
         if kw["projection"] == "pool":
-            span = kw["block_size"] if kw["causal"] else cfg.max_len
-            P = jnp.asarray(pooling(cfg.max_len, span, projection_shape(cfg)[-1]),
-                            cfg.storage_dtype)
+            P = jnp.asarray(pooling(cfg.max_len, slot_span(cfg), projection_shape(cfg)[-1]))
             return P, P
         sharing = kw["sharing"]
         if sharing == "layerwise":
