@@ -89,14 +89,15 @@ def listops_report(result: dict, png: str) -> str:
               "keep); LRA's published figures beside them (Transformer 36.37%, Linformer "
               "35.70%). A variant trained at several seeds shows their mean, each seed's "
               "figure beside it.", "",
-              "| variant | test accuracy | val accuracy | test at best val (step) | LRA | "
+              "| variant | test accuracy | val accuracy | test at best val | LRA | "
               "steps x batch | wall s |",
               "|---|---|---|---|---|---|---|"]
     for r in rows:
         if r.get("test_accuracy") is None:
             lines.append(f"| {r['variant']} | {r.get('error', 'not run')} | | | | | |")
             continue
-        best_step = f" ({r['best_val_step']:,})" if "best_val_step" in r else ""
+        # one seed's step; seeds stop at different steps, so a mean has none
+        best_step = f" (step {r['best_val_step']:,})" if "best_val_step" in r else ""
         lines.append(f"| {r['variant']} | {percent(r['test_accuracy'])}"
                      f"{each_seed(r, percent)} | {percent(r.get('val_accuracy'))} | "
                      f"{percent(r.get('test_accuracy_at_best_val'))}{best_step} | "
