@@ -317,6 +317,14 @@ def test_the_test_accuracy_kept_is_the_one_at_the_best_validation_step():
 def test_suite_settings_reach_every_run_after_its_own():
     assert suite.config_overrides(["lr=3e-3", "config.model.d_model=256"]) == (
         "--config.lr=3e-3", "--config.model.d_model=256")
+    args = suite.build_parser().parse_args(["mqar", "--lengths", "64", "--pairs", "4",
+                                            "--variants", "lowrank_qk", "--set", "lr=3e-3",
+                                            "--set", "config.model.attention_kwargs.r=4"])
+    (only,) = suite.chosen_runs(args)[1]
+    assert only.overrides[-2:] == ("--config.lr=3e-3", "--config.model.attention_kwargs.r=4")
+    assert only.row["settings"] == "lr=3e-3, model.attention_kwargs.r=4"
+    assert "settings" not in suite.chosen_runs(suite.build_parser().parse_args(
+        ["mqar", "--lengths", "64", "--pairs", "4"]))[1][0].row
     assert_clean_error(run("train.suite", "mqar", "--set", "lr"),
                        "--set 'lr' is not allowed; give FIELD=VALUE, e.g. --set lr=3e-3 or "
                        "--set model.d_model=256.")
@@ -411,7 +419,9 @@ def test_suite_results_merge_into_one_table_a_later_row_replacing_an_earlier(tmp
                 "results": rows}
     failed = {"variant": "standard", "seed": 0, "test_accuracy": None, "error": "out of memory"}
     first = result("a", "H100", [failed, seed_row("lowrank_qk", 0, 0.37)])
-    second = result(["b", "c"], "H200", [seed_row("standard", 0, 0.38)])
+    # a run of one variant at other --set settings is another row, named by them
+    second = result(["b", "c"], "H200", [seed_row("standard", 0, 0.38),
+                                         seed_row("lowrank_qk", 0, 0.39, settings="lr=1e-3")])
     paths = []
     for number, content in enumerate((first, second)):
         paths.append(tmp_path / f"{number}.json")
@@ -420,10 +430,11 @@ def test_suite_results_merge_into_one_table_a_later_row_replacing_an_earlier(tmp
     assert result.returncode == 0, result.stderr
     merged = json.loads((tmp_path / "m" / "quality_listops.json").read_text())
     assert [(r["variant"], r["test_accuracy"]) for r in merged["results"]] == [
-        ("standard", 0.38), ("lowrank_qk", 0.37)]
+        ("standard", 0.38), ("lowrank_qk", 0.37), ("lowrank_qk", 0.39)]
     assert merged["command"] == ["a", "b", "c"] and merged["machine"]["device"] == "H100, H200"
     table = (tmp_path / "m" / "quality_listops.md").read_text()
     assert "`a`, `b`, `c` on H100, H200" in table and "| standard | 38.00% (seed 0 38.00%) |" in table
+    assert "| lowrank_qk | 37.00%" in table and "| lowrank_qk (lr=1e-3) | 39.00%" in table
     for change, refusal in [({"benchmark": "quality_lm"}, "different suites (quality_listops, "
                                                            "quality_lm)"),
                             ({"size": "full"}, "different sizes (full, small)")]:

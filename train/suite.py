@@ -408,17 +408,24 @@ def chosen_runs(args) -> tuple[str, list[Run]]:
         raise UserError("--set seed=.. is not allowed with --seeds; --seeds sets each run's "
                         "seed.")
     # --steps after --set: it shortens the run whatever --set steps= said
-    settings = config_overrides(args.set) + (() if args.steps is None else schedule(args.steps))
+    overrides = config_overrides(args.set) + (() if args.steps is None else schedule(args.steps))
     data = listops_folder(args.data, size)
     runs = (listops_runs(size, variants, data) if args.suite == "listops"
             else (mqar_runs if args.suite == "mqar" else lm_runs)(size, variants))
     runs = at_grid(at_grid(runs, "L", args.lengths, args.suite), "pairs", args.pairs,
                    args.suite)
-    runs = [run._replace(overrides=run.overrides + settings)
-            for run in at_seeds(runs, args.seeds)]
+    runs = [with_settings(run, args.set, overrides) for run in at_seeds(runs, args.seeds)]
     for run in runs:
         check_config(run)
     return size, runs
+
+
+def with_settings(run: Run, given: list[str], overrides: tuple[str, ...]) -> Run:
+    """The run with the --set and --steps overrides after its own; its row names the --set
+    items, so runs of one variant at other settings stay apart in a merged table."""
+    named = ", ".join(item.removeprefix("config.") for item in given)
+    row = {**run.row, "settings": named} if given else run.row
+    return run._replace(overrides=run.overrides + overrides, row=row)
 
 
 def listops_folder(data: str | None, size: str) -> str:

@@ -3,8 +3,9 @@
 Merges the results of several `python -m train.suite` runs of one suite and --size (a grid
 split by --lengths, variants run with different --set, the same runs on another day) into
 one quality_<suite>.json, .md and .png in DIR, as one suite run would have written them. A
-later file's row replaces an earlier file's row of the same run (variant, length, pairs and
-seed); the tables name every command and machine the rows came from.
+later file's row replaces an earlier file's row of the same run (variant, length, pairs, seed
+and the suite's --set items: rows of other settings stay apart, their labels naming them);
+the tables name every command and machine the rows came from.
 """
 from __future__ import annotations
 

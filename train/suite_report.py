@@ -42,7 +42,14 @@ def percent(value) -> str:
     return "-" if value is None else f"{100 * value:.2f}%"
 
 
-IDENTITY = ("variant", "L", "pairs")   # what names a row, apart from its seed
+IDENTITY = ("variant", "L", "pairs", "settings")   # what names a row, apart from its seed
+
+
+def name(row: dict, between: str = " ") -> str:
+    """The row's variant, and the --set items it was trained with (a suite's rows of one
+    variant at other settings, merged into one table, stay apart)."""
+    settings = row.get("settings")
+    return row["variant"] + (f"{between}({settings})" if settings else "")
 
 
 def over_seeds(rows: list[dict], metric: str) -> list[dict]:
@@ -94,11 +101,11 @@ def listops_report(result: dict, png: str) -> str:
               "|---|---|---|---|---|---|---|"]
     for r in rows:
         if r.get("test_accuracy") is None:
-            lines.append(f"| {r['variant']} | {r.get('error', 'not run')} | | | | | |")
+            lines.append(f"| {name(r)} | {r.get('error', 'not run')} | | | | | |")
             continue
         # one seed's step; seeds stop at different steps, so a mean has none
         best_step = f" (step {r['best_val_step']:,})" if "best_val_step" in r else ""
-        lines.append(f"| {r['variant']} | {percent(r['test_accuracy'])}"
+        lines.append(f"| {name(r)} | {percent(r['test_accuracy'])}"
                      f"{each_seed(r, percent)} | {percent(r.get('val_accuracy'))} | "
                      f"{percent(r.get('test_accuracy_at_best_val'))}{best_step} | "
                      f"{percent(LRA_LISTOPS.get(r['variant']))} | {r['steps']:,} x {r['batch']}"
@@ -123,14 +130,14 @@ def plot_listops(rows: list[dict], runs: list[dict], png: str, reference: dict) 
             marks.plot([x] * len(seeds), [100 * v for v in seeds], ".", color="grey",
                        label=label)
             label = None
-    marks.set_xticks(positions, [r["variant"] for r in done])
+    marks.set_xticks(positions, [name(r, between="\n") for r in done])
     marks.set_xlim(-0.5, max(len(done), 1) - 0.5)   # a suite's first write may have none done
     # The figures lie less than a point apart: the higher one labelled above its line,
     # the lower one below, both at the right edge, clear of the points.
-    for name, value in reference.items():
+    for model, value in reference.items():
         above = value == max(reference.values())
         marks.axhline(100 * value, ls="--", lw=1, color="grey")
-        marks.annotate(f"LRA {name} {100 * value:.2f}", (len(done) - 0.5, 100 * value),
+        marks.annotate(f"LRA {model} {100 * value:.2f}", (len(done) - 0.5, 100 * value),
                        fontsize="small", xytext=(-3, 3 if above else -3),
                        textcoords="offset points", ha="right",
                        va="bottom" if above else "top")
@@ -159,23 +166,24 @@ def spread(rows: list[dict]):
 
 
 def styled(runs):
-    """(run, plot keywords): a colour per variant, its name on its first line only."""
+    """(run, plot keywords): a colour per variant and settings, its name on its first line
+    only."""
     colours: dict[str, str] = {}
     for r in runs:
-        first = r["variant"] not in colours
-        colours.setdefault(r["variant"], f"C{len(colours)}")
-        yield r, {"color": colours[r["variant"]], "label": r["variant"] if first else None}
+        first = name(r) not in colours
+        colours.setdefault(name(r), f"C{len(colours)}")
+        yield r, {"color": colours[name(r)], "label": name(r) if first else None}
 
 
 def mqar_report(result: dict, png: str) -> str:
     rows = over_seeds(result["results"], "answer_accuracy")
-    variants = list(dict.fromkeys(r["variant"] for r in rows))
+    variants = list(dict.fromkeys(name(r) for r in rows))
     lengths = sorted({r["L"] for r in rows})
     pairs = sorted({r["pairs"] for r in rows})
     # A cut run's last evaluation is from part of its schedule, not its result.
-    accuracy = {(r["variant"], r["L"], r["pairs"]): None if "error" in r
+    accuracy = {(name(r), r["L"], r["pairs"]): None if "error" in r
                 else r.get("answer_accuracy") for r in rows}
-    seeds = {(r["variant"], r["L"], r["pairs"]): r["per_seed"] for r in rows
+    seeds = {(name(r), r["L"], r["pairs"]): r["per_seed"] for r in rows
              if "per_seed" in r and "error" not in r}
     lines = heading(result, "Multi-query associative recall: held-out answer accuracy")
     lines += ["Rows: variant and key-value pairs; columns: sequence length. '-': not run (the "
@@ -191,7 +199,7 @@ def mqar_report(result: dict, png: str) -> str:
                 percent(accuracy.get((variant, n, p))) + seed_range(seeds.get((variant, n, p)))
                 for n in lengths) + " |")
     failed = [r for r in rows if "error" in r]
-    lines += [""] + [f"- {r['variant']} L {r['L']} pairs {r['pairs']}: {r['error']}"
+    lines += [""] + [f"- {name(r)} L {r['L']} pairs {r['pairs']}: {r['error']}"
                      for r in failed]
     plot_mqar(variants, lengths, pairs, accuracy, png)
     return "\n".join(lines) + "\n"
@@ -215,7 +223,7 @@ def plot_mqar(variants, lengths, pairs, accuracy: dict, png: str) -> None:
                 ax.text(j, i, f"{grid[i, j]:.0f}", ha="center", va="center", fontsize="small")
         ax.set_xticks(range(len(lengths)), lengths)
         ax.set_yticks(range(len(pairs)), pairs)
-        ax.set(title=variant, xlabel="sequence length")
+        ax.set(title=variant.replace(" (", "\n(", 1), xlabel="sequence length")  # settings below
     axes[0][0].set_ylabel("key-value pairs")
     fig.colorbar(mesh, ax=axes, shrink=0.8, label="answer accuracy (%)")
     save(fig, png)
@@ -230,11 +238,11 @@ def lm_report(result: dict, png: str) -> str:
               "the means, each seed's bits per byte beside them.", "",
               "| variant | context | val bits/byte | tokens | training s | wall s |",
               "|---|---|---|---|---|---|"]
-    for r in sorted(rows, key=lambda r: (r["L"], r["variant"])):
+    for r in sorted(rows, key=lambda r: (r["L"], name(r))):
         if r.get("bits_per_byte") is None:
-            lines.append(f"| {r['variant']} | {r['L']:,} | {r.get('error', 'not run')} | | | |")
+            lines.append(f"| {name(r)} | {r['L']:,} | {r.get('error', 'not run')} | | | |")
             continue
-        lines.append(f"| {r['variant']} | {r['L']:,} | {r['bits_per_byte']:.4f}"
+        lines.append(f"| {name(r)} | {r['L']:,} | {r['bits_per_byte']:.4f}"
                      f"{each_seed(r, '{:.4f}'.format)} | {tokens_seen(r, r['steps']):,} | "
                      f"{trained_seconds(r):.0f} | {r['seconds'] or 0:.0f} |")
     plot_lm(result["results"], png)
