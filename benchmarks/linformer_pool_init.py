@@ -1,0 +1,51 @@
+"""Is it the learnt Linformer projection's start that overfits ListOps, or its being learnt?
+Trains the bidirectional Linformer of `configs/listops_linformer.py:local` (k 32, one E
+shared by every layer) as `python -m train.suite listops --size local --steps 4000` would,
+with its learnt E starting as the mean pooling of projection="pool" instead of PyTorch's
+uniform init, and prints each seed's test accuracy, test loss and last training loss.
+
+    PYTHONPATH=. python benchmarks/linformer_pool_init.py OUT SEED [SEED ...]
+
+OUT: a fresh folder for the runs; the ListOps :local data is read from data/listops_local,
+written there first if missing, as the suite does.
+"""
+import json
+import os
+import sys
+
+import jax.numpy as jnp
+
+from lowrank_jax.attention import linformer
+from train.loop import train_and_evaluate
+from train.metrics import read_metrics
+from train.suite import listops_runs, run_config, schedule, write_listops_if_missing
+
+STEPS = 4000
+
+
+def pooling_start(cfg):
+    """projection_init's replacement: E starts as the pooling matrix, then is learnt."""
+    P = linformer.pooling(cfg.max_len, linformer.slot_span(cfg),
+                          linformer.projection_shape(cfg)[-1])
+    return lambda key, shape, dtype: jnp.broadcast_to(jnp.asarray(P, dtype), shape)
+
+
+def main(out: str, seeds: list[int]) -> None:
+    linformer.projection_init = pooling_start
+    write_listops_if_missing("data/listops_local", "local")
+    (run,) = listops_runs("local", ["linformer"], "data/listops_local")
+    for seed in seeds:
+        config = run_config(run._replace(overrides=(*run.overrides, f"--config.seed={seed}",
+                                                    *schedule(STEPS))))
+        workdir = os.path.join(out, f"seed{seed}")
+        train_and_evaluate(config, workdir)
+        records = read_metrics(workdir)
+        last = next(r for r in reversed(records) if "eval/test_accuracy" in r)
+        loss = next(r["loss"] for r in reversed(records) if "loss" in r)
+        print(json.dumps({"seed": seed, "test_accuracy": last["eval/test_accuracy"],
+                          "test_loss": round(last["eval/test_loss"], 3),
+                          "train_loss": round(loss, 3)}), flush=True)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1], [int(s) for s in sys.argv[2:]])
