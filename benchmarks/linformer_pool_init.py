@@ -1,8 +1,10 @@
 """Is it the learnt Linformer projection's start that overfits ListOps, or its being learnt?
 Trains the bidirectional Linformer of `configs/listops_linformer.py:local` (k 32, one E
-shared by every layer) as `python -m train.suite listops --size local --steps 4000` would,
-with its learnt E starting as the mean pooling of projection="pool" instead of PyTorch's
-uniform init, and prints each seed's test accuracy, test loss and last training loss.
+shared by every layer) as `python -m train.suite listops --size local --set steps=4000`
+did for benchmarks/quality_listops_local{,_pool}_cpu.* (the config's warm-up, logging and
+evaluations kept), with its learnt E starting as the mean pooling of projection="pool"
+instead of PyTorch's uniform init, and prints each seed's test accuracy, test loss and last
+logged training loss.
 
     PYTHONPATH=. python benchmarks/linformer_pool_init.py OUT SEED [SEED ...]
 
@@ -18,7 +20,7 @@ import jax.numpy as jnp
 from lowrank_jax.attention import linformer
 from train.loop import train_and_evaluate
 from train.metrics import read_metrics
-from train.suite import listops_runs, run_config, schedule, write_listops_if_missing
+from train.suite import listops_runs, run_config, write_listops_if_missing
 
 STEPS = 4000
 
@@ -36,7 +38,7 @@ def main(out: str, seeds: list[int]) -> None:
     (run,) = listops_runs("local", ["linformer"], "data/listops_local")
     for seed in seeds:
         config = run_config(run._replace(overrides=(*run.overrides, f"--config.seed={seed}",
-                                                    *schedule(STEPS))))
+                                                    f"--config.steps={STEPS}")))
         workdir = os.path.join(out, f"seed{seed}")
         train_and_evaluate(config, workdir)
         records = read_metrics(workdir)

@@ -318,11 +318,15 @@ def test_suite_settings_reach_every_run_after_its_own():
     assert suite.config_overrides(["lr=3e-3", "config.model.d_model=256"]) == (
         "--config.lr=3e-3", "--config.model.d_model=256")
     args = suite.build_parser().parse_args(["mqar", "--lengths", "64", "--pairs", "4",
-                                            "--variants", "lowrank_qk", "--set", "lr=3e-3",
-                                            "--set", "config.model.attention_kwargs.r=4"])
+                                            "--variants", "lowrank_qk", "--steps", "50",
+                                            "--set", "model.attention_kwargs.r=4",
+                                            "--set", "config.lr=3e-3"])
     (only,) = suite.chosen_runs(args)[1]
-    assert only.overrides[-2:] == ("--config.lr=3e-3", "--config.model.attention_kwargs.r=4")
-    assert only.row["settings"] == "lr=3e-3, model.attention_kwargs.r=4"
+    given = only.overrides.index("--config.model.attention_kwargs.r=4")
+    assert only.overrides[given + 1:given + 3] == ("--config.lr=3e-3", "--config.steps=50")
+    assert only.overrides.index("--config.model.attention_kwargs.r=16") < given   # its own
+    # the row names them in one order, whatever order they came in, --steps among them
+    assert only.row["settings"] == "lr=3e-3, model.attention_kwargs.r=4, steps=50"
     assert "settings" not in suite.chosen_runs(suite.build_parser().parse_args(
         ["mqar", "--lengths", "64", "--pairs", "4"]))[1][0].row
     assert_clean_error(run("train.suite", "mqar", "--set", "lr"),
@@ -422,19 +426,25 @@ def test_suite_results_merge_into_one_table_a_later_row_replacing_an_earlier(tmp
     # a run of one variant at other --set settings is another row, named by them
     second = result(["b", "c"], "H200", [seed_row("standard", 0, 0.38),
                                          seed_row("lowrank_qk", 0, 0.39, settings="lr=1e-3")])
+    # a suite's file from before rows named their settings: its command names them
+    older = result("python -m train.suite listops --set lr=1e-3 --out o", "H100",
+                   [seed_row("lowrank_qk", 0, 0.41)])
     paths = []
-    for number, content in enumerate((first, second)):
+    for number, content in enumerate((first, second, older)):
         paths.append(tmp_path / f"{number}.json")
         paths[-1].write_text(json.dumps(content))
     result = run("train.suite_merge", "--out", str(tmp_path / "m"), *map(str, paths))
     assert result.returncode == 0, result.stderr
     merged = json.loads((tmp_path / "m" / "quality_listops.json").read_text())
-    assert [(r["variant"], r["test_accuracy"]) for r in merged["results"]] == [
-        ("standard", 0.38), ("lowrank_qk", 0.37), ("lowrank_qk", 0.39)]
-    assert merged["command"] == ["a", "b", "c"] and merged["machine"]["device"] == "H100, H200"
+    assert [(r["variant"], r.get("settings"), r["test_accuracy"])
+            for r in merged["results"]] == [("standard", None, 0.38), ("lowrank_qk", None, 0.37),
+                                            ("lowrank_qk", "lr=1e-3", 0.41)]
+    assert merged["command"][:3] == ["a", "b", "c"] and merged["machine"]["device"] == "H100, H200"
     table = (tmp_path / "m" / "quality_listops.md").read_text()
-    assert "`a`, `b`, `c` on H100, H200" in table and "| standard | 38.00% (seed 0 38.00%) |" in table
-    assert "| lowrank_qk | 37.00%" in table and "| lowrank_qk (lr=1e-3) | 39.00%" in table
+    assert ("`a`, `b`, `c`, `python -m train.suite listops --set lr=1e-3 --out o` on H100, "
+            "H200") in table
+    assert "| standard | 38.00% (seed 0 38.00%) |" in table
+    assert "| lowrank_qk | 37.00%" in table and "| lowrank_qk (lr=1e-3) | 41.00%" in table
     for change, refusal in [({"benchmark": "quality_lm"}, "different suites (quality_listops, "
                                                            "quality_lm)"),
                             ({"size": "full"}, "different sizes (full, small)")]:

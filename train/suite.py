@@ -414,17 +414,24 @@ def chosen_runs(args) -> tuple[str, list[Run]]:
             else (mqar_runs if args.suite == "mqar" else lm_runs)(size, variants))
     runs = at_grid(at_grid(runs, "L", args.lengths, args.suite), "pairs", args.pairs,
                    args.suite)
-    runs = [with_settings(run, args.set, overrides) for run in at_seeds(runs, args.seeds)]
+    named = settings_name(args)
+    runs = [with_settings(run, named, overrides) for run in at_seeds(runs, args.seeds)]
     for run in runs:
         check_config(run)
     return size, runs
 
 
-def with_settings(run: Run, given: list[str], overrides: tuple[str, ...]) -> Run:
-    """The run with the --set and --steps overrides after its own; its row names the --set
-    items, so runs of one variant at other settings stay apart in a merged table."""
-    named = ", ".join(item.removeprefix("config.") for item in given)
-    row = {**run.row, "settings": named} if given else run.row
+def settings_name(args) -> str:
+    """The --set items and --steps in one order, whatever order they were given in: what
+    names a suite's rows beside their variant ("" when neither is given)."""
+    items = [item.removeprefix("config.") for item in args.set]
+    return ", ".join(sorted(items + ([] if args.steps is None else [f"steps={args.steps}"])))
+
+
+def with_settings(run: Run, named: str, overrides: tuple[str, ...]) -> Run:
+    """The run with the --set and --steps overrides after its own; its row names them, so
+    runs of one variant at other settings stay apart in a merged table."""
+    row = {**run.row, "settings": named} if named else run.row
     return run._replace(overrides=run.overrides + overrides, row=row)
 
 

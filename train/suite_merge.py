@@ -4,17 +4,18 @@ Merges the results of several `python -m train.suite` runs of one suite and --si
 split by --lengths, variants run with different --set, the same runs on another day) into
 one quality_<suite>.json, .md and .png in DIR, as one suite run would have written them. A
 later file's row replaces an earlier file's row of the same run (variant, length, pairs, seed
-and the suite's --set items: rows of other settings stay apart, their labels naming them);
-the tables name every command and machine the rows came from.
+and the suite's --set items and --steps: rows of other settings stay apart, their labels
+naming them); the tables name every command and machine the rows came from.
 """
 from __future__ import annotations
 
 import json
+import shlex
 import sys
 
 from train.cli import Parser, make_output_folder
 from train.errors import UserError, exit_on_user_error
-from train import suite_report
+from train import suite, suite_report
 
 PROGRAM = "python -m train.suite_merge"
 RUN_IDENTITY = (*suite_report.IDENTITY, "seed")
@@ -36,7 +37,24 @@ def read_result(path: str) -> dict:
     if result["benchmark"] not in SUITES:
         raise UserError(f"{path} holds benchmark {result['benchmark']!r}; merge the results "
                         f"of a suite: {', '.join(SUITES)}.")
-    return result
+    return with_settings_named(result)
+
+
+def with_settings_named(result: dict) -> dict:
+    """Rows written before suites named their settings get them from the suite's command,
+    so they stay apart from rows of other settings. A merged file's rows stay as they are:
+    its several commands do not say which row came from which."""
+    command = result["command"]
+    if isinstance(command, list) or all("settings" in row for row in result["results"]):
+        return result
+    try:
+        args = suite.build_parser().parse_args(shlex.split(command)[3:])
+    except (UserError, ValueError):
+        return result   # not a suite command line: nothing to name them by
+    named = suite.settings_name(args)
+    rows = [row if "settings" in row or not named else {**row, "settings": named}
+            for row in result["results"]]
+    return {**result, "results": rows}
 
 
 def check_one_kind(results: list[dict], field: str, what: str) -> None:
