@@ -196,7 +196,7 @@ def test_the_listops_suite_runs_each_variant_and_writes_its_figures(data_dir, tm
     assert rows[0]["test_accuracy_at_best_val"] == rows[0]["test_accuracy"]
     assert (tmp_path / "q" / "quality_listops.png").stat().st_size > 0
     table = (tmp_path / "q" / "quality_listops.md").read_text()
-    assert "| standard |" in table and "(step 4)" in table   # one seed: its best step
+    assert "| standard (steps=4) |" in table and "(step 4)" in table   # one seed: its best step
     assert "--config.steps=4" in rows[0]["command"]   # the command that made the run
 
 
