@@ -19,8 +19,7 @@ import jax.numpy as jnp
 
 from lowrank_jax.attention import linformer
 from train.loop import train_and_evaluate
-from train.metrics import read_metrics
-from train.suite import listops_runs, run_config, write_listops_if_missing
+from train.suite import curves, listops_runs, run_config, write_listops_if_missing
 
 STEPS = 4000
 
@@ -41,12 +40,11 @@ def main(out: str, seeds: list[int]) -> None:
                                                     f"--config.steps={STEPS}")))
         workdir = os.path.join(out, f"seed{seed}")
         train_and_evaluate(config, workdir)
-        records = read_metrics(workdir)
-        last = next(r for r in reversed(records) if "eval/test_accuracy" in r)
-        loss = next(r["loss"] for r in reversed(records) if "loss" in r)
-        print(json.dumps({"seed": seed, "test_accuracy": last["eval/test_accuracy"],
-                          "test_loss": round(last["eval/test_loss"], 3),
-                          "train_loss": round(loss, 3)}), flush=True)
+        found = curves(workdir)
+        last = found["eval"][-1]
+        print(json.dumps({"seed": seed, "test_accuracy": last["test_accuracy"],
+                          "test_loss": round(last["test_loss"], 3),
+                          "train_loss": round(found["train"][-1][1], 3)}), flush=True)
 
 
 if __name__ == "__main__":

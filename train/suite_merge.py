@@ -48,7 +48,8 @@ def with_settings_named(result: dict) -> dict:
     if isinstance(command, list) or all("settings" in row for row in result["results"]):
         return result
     try:
-        args = suite.build_parser().parse_args(shlex.split(command)[3:])
+        args = suite.build_parser().parse_args(
+            shlex.split(command)[len(suite.PROGRAM.split()):])
     except (UserError, ValueError):
         return result   # not a suite command line: nothing to name them by
     named = suite.settings_name(args)

@@ -46,8 +46,8 @@ IDENTITY = ("variant", "L", "pairs", "settings")   # what names a row, apart fro
 
 
 def name(row: dict, between: str = " ") -> str:
-    """The row's variant, and the --set items it was trained with (a suite's rows of one
-    variant at other settings, merged into one table, stay apart)."""
+    """The row's variant, and the --set items and --steps it was trained with (a suite's
+    rows of one variant at other settings, merged into one table, stay apart)."""
     settings = row.get("settings")
     return row["variant"] + (f"{between}({settings})" if settings else "")
 
@@ -201,7 +201,8 @@ def mqar_report(result: dict, png: str) -> str:
     failed = [r for r in rows if "error" in r]
     lines += [""] + [f"- {name(r)} L {r['L']} pairs {r['pairs']}: {r['error']}"
                      for r in failed]
-    plot_mqar(variants, lengths, pairs, accuracy, png)
+    titles = list(dict.fromkeys(name(r, between="\n") for r in rows))   # settings below
+    plot_mqar(variants, titles, lengths, pairs, accuracy, png)
     return "\n".join(lines) + "\n"
 
 
@@ -211,10 +212,10 @@ def seed_range(per_seed: dict | None) -> str:
     return f" ({100 * min(per_seed.values()):.1f}-{100 * max(per_seed.values()):.1f})"
 
 
-def plot_mqar(variants, lengths, pairs, accuracy: dict, png: str) -> None:
+def plot_mqar(variants, titles, lengths, pairs, accuracy: dict, png: str) -> None:
     fig, axes = plt.subplots(1, len(variants), figsize=(3.2 * len(variants) + 1, 3.2),
                              squeeze=False, constrained_layout=True)
-    for ax, variant in zip(axes[0], variants):
+    for ax, variant, title in zip(axes[0], variants, titles):
         grid = np.array([[np.nan if accuracy.get((variant, n, p)) is None
                           else 100 * accuracy[(variant, n, p)] for n in lengths] for p in pairs])
         mesh = ax.imshow(grid, vmin=0, vmax=100, cmap="RdYlGn", origin="lower", aspect="auto")
@@ -223,7 +224,7 @@ def plot_mqar(variants, lengths, pairs, accuracy: dict, png: str) -> None:
                 ax.text(j, i, f"{grid[i, j]:.0f}", ha="center", va="center", fontsize="small")
         ax.set_xticks(range(len(lengths)), lengths)
         ax.set_yticks(range(len(pairs)), pairs)
-        ax.set(title=variant.replace(" (", "\n(", 1), xlabel="sequence length")  # settings below
+        ax.set(title=title, xlabel="sequence length")
     axes[0][0].set_ylabel("key-value pairs")
     fig.colorbar(mesh, ax=axes, shrink=0.8, label="answer accuracy (%)")
     save(fig, png)
