@@ -7,6 +7,8 @@ import json
 import os
 import random
 import signal
+import sys
+import threading
 import time
 
 import jax
@@ -186,3 +188,45 @@ def test_a_second_ctrl_c_ends_a_suite_and_its_runs_at_once_in_one_sentence(tmp_p
                                         "in flight keep their last checkpoints, and the same "
                                         "command resumes them."]
     assert not running_in(out)
+
+
+# A stand-in training: evaluated at step argv[2] of 10, then waiting; SIGTERM ends it with
+# exit 0, as a real run that saved its step does.
+STAND_IN = """
+import json, os, signal, sys, time
+workdir, step = sys.argv[1], int(sys.argv[2])
+os.makedirs(workdir)
+json.dump({"steps": 10, "batch_size": 4}, open(os.path.join(workdir, "config.json"), "w"))
+with open(os.path.join(workdir, "metrics.jsonl"), "w") as f:
+    f.write(json.dumps({"step": step, "eval/answer_accuracy": 0.5}) + "\\n")
+signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+open(workdir + ".ready", "w").close()
+time.sleep(120)
+"""
+
+
+def test_a_stop_that_reaches_a_run_after_its_last_evaluation_leaves_it_finished(
+        tmp_path, monkeypatch):
+    """The stop arrives while one run, evaluated at its last step, is still saving or
+    exiting, and while another is midway: the first is timed and reported, not called
+    unfinished (an H100 suite lost two finished ListOps runs' wall time so)."""
+    from train import suite
+
+    runs = [suite.Run(name, "unused", (step,), {"variant": name})
+            for name, step in (("ended", "10"), ("midway", "5"))]
+    monkeypatch.setattr(suite, "command", lambda run, workdir: [
+        sys.executable, "-c", STAND_IN, workdir, *run.overrides])
+
+    def stop_once_both_wait():
+        while not all(os.path.exists(tmp_path / f"{run.name}.ready") for run in runs):
+            time.sleep(0.05)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    threading.Thread(target=stop_once_both_wait, daemon=True).start()
+    done, stopped = suite.run_all(runs, str(tmp_path), jobs=2, progress=lambda line: None)
+    assert stopped == signal.SIGTERM
+    assert list(done) == ["ended"] and done["ended"]["returncode"] == 0
+    assert done["ended"]["seconds"] > 0
+    rows = suite.collect(runs, str(tmp_path), done, "answer_accuracy")
+    assert [(r["variant"], r.get("answer_accuracy"), r.get("error")) for r in rows] == [
+        ("ended", 0.5, None), ("midway", 0.5, "not finished")]

@@ -215,7 +215,8 @@ def run_all(runs: list[Run], folder: str, jobs: int, after_each=None,
     each logging to folder/<name>.log; `after_each(timings so far)` when one ends.
     SIGTERM or SIGINT starts no more runs and passes SIGTERM to the running ones, which save
     their step and end; they are left out of the timings (unfinished), so the same command
-    resumes them, and none is left writing into its workdir meanwhile."""
+    resumes them, and none is left writing into its workdir meanwhile. A run the stop
+    reached after its last evaluation (while it saved or exited) ran to its end and is timed."""
     os.makedirs(folder, exist_ok=True)
     done = {run.name: timing_of(folder, run.name) for run in runs
             if finished(os.path.join(folder, run.name))}
@@ -241,7 +242,7 @@ def run_all(runs: list[Run], folder: str, jobs: int, after_each=None,
                     continue
                 log.close()
                 del running[name]
-                if stopped is None:
+                if stopped is None or finished(os.path.join(folder, name)):
                     done[name] = ended(folder, name, process.returncode, started, len(done) + 1,
                                        len(runs), progress)
                     if after_each:

@@ -42,6 +42,11 @@ def percent(value) -> str:
     return "-" if value is None else f"{100 * value:.2f}%"
 
 
+def seconds(value) -> str:
+    """Wall-clock seconds; "-" where none were measured (a run another suite call ended)."""
+    return "-" if value is None else f"{value:.0f}"
+
+
 IDENTITY = ("variant", "L", "pairs", "settings")   # what names a row, apart from its seed
 
 
@@ -109,7 +114,7 @@ def listops_report(result: dict, png: str) -> str:
                      f"{each_seed(r, percent)} | {percent(r.get('val_accuracy'))} | "
                      f"{percent(r.get('test_accuracy_at_best_val'))}{best_step} | "
                      f"{percent(LRA_LISTOPS.get(r['variant']))} | {r['steps']:,} x {r['batch']}"
-                     f" | {r['seconds'] or 0:.0f} |")
+                     f" | {seconds(r['seconds'])} |")
     plot_listops(rows, result["results"], png, LRA_LISTOPS)
     return "\n".join(lines) + "\n"
 
@@ -245,7 +250,7 @@ def lm_report(result: dict, png: str) -> str:
             continue
         lines.append(f"| {name(r)} | {r['L']:,} | {r['bits_per_byte']:.4f}"
                      f"{each_seed(r, '{:.4f}'.format)} | {tokens_seen(r, r['steps']):,} | "
-                     f"{trained_seconds(r):.0f} | {r['seconds'] or 0:.0f} |")
+                     f"{trained_seconds(r):.0f} | {seconds(r['seconds'])} |")
     plot_lm(result["results"], png)
     return "\n".join(lines) + "\n"
 
