@@ -1,7 +1,8 @@
 """Is it the learnt Linformer projection's start that overfits ListOps, or its being learnt?
 Trains the bidirectional Linformer of `configs/listops_linformer.py:local` (k 32, one E
-shared by every layer) as `python -m train.suite listops --size local --set steps=4000`
-did for benchmarks/quality_listops_local{,_pool}_cpu.* (the config's warm-up, logging and
+shared by every layer) with its projection learnt (the config has pooled since), as
+`python -m train.suite listops --size local --set steps=4000` did for
+benchmarks/quality_listops_local{,_pool}_cpu.* (the config's warm-up, logging and
 evaluations kept), with its learnt E starting as the mean pooling of projection="pool"
 instead of PyTorch's uniform init, and prints each seed's test accuracy, test loss and last
 logged training loss.
@@ -36,8 +37,9 @@ def main(out: str, seeds: list[int]) -> None:
     write_listops_if_missing("data/listops_local", "local")
     (run,) = listops_runs("local", ["linformer"], "data/listops_local")
     for seed in seeds:
-        config = run_config(run._replace(overrides=(*run.overrides, f"--config.seed={seed}",
-                                                    f"--config.steps={STEPS}")))
+        config = run_config(run._replace(overrides=(
+            *run.overrides, "--config.model.attention_kwargs.projection=learnt",
+            f"--config.seed={seed}", f"--config.steps={STEPS}")))
         workdir = os.path.join(out, f"seed{seed}")
         train_and_evaluate(config, workdir)
         found = curves(workdir)

@@ -204,12 +204,12 @@ def test_a_suite_run_again_skips_what_it_finished_and_refuses_changed_settings(d
                                                                                tmp_path):
     """The same command (or one setting an option to its default) reports the finished run
     again; one with other settings is refused before it starts, rather than reporting the
-    4-step run as a 6-step one, or the learnt projection's run as the pooled one's."""
+    4-step run as a 6-step one, or the pooled projection's run as the learnt one's."""
     command = ["train.suite", "listops", "--size", "local", "--variants", "linformer",
                "--data", data_dir, "--out", str(tmp_path / "q")]
     assert run(*command, "--steps", "4").returncode == 0
     results = (tmp_path / "q" / "quality_listops.json").read_text()
-    again = run(*command, "--steps", "4", "--set", "model.attention_kwargs.projection=learnt")
+    again = run(*command, "--steps", "4", "--set", "model.attention_kwargs.projection=pool")
     assert again.returncode == 0 and "[1/1]" not in again.stdout, again.stdout
     results_again = (tmp_path / "q" / "quality_listops.json").read_text()
     assert (json.loads(results)["results"][0]["test_accuracy"]
@@ -217,9 +217,9 @@ def test_a_suite_run_again_skips_what_it_finished_and_refuses_changed_settings(d
     results = results_again   # what the refusals below must leave as it is
     workdir = tmp_path / "q" / "listops_runs" / "linformer"
     assert_clean_error(run(*command, "--steps", "4", "--set",
-                           "model.attention_kwargs.projection=pool"),
+                           "model.attention_kwargs.projection=learnt"),
                        f"{workdir} holds a run made with other settings (model.attention_kwargs."
-                       "projection is 'learnt' there but 'pool' here); give another --out")
+                       "projection is 'pool' there but 'learnt' here); give another --out")
     assert_clean_error(run(*command, "--steps", "6"),
                        f"{workdir} holds a run made with other settings (checkpoint_every "
                        "is 4 there but 6 here, eval_every is 4 there but 6 here, steps is 4 "
@@ -288,7 +288,8 @@ def test_the_listops_configs_have_lras_budget_and_the_small_model():
     assert (small.model.n_layers, small.model.d_model) == (2, 64)
     assert not full.model.causal and not small.model.causal
     assert small.model.attention_kwargs.to_dict() == {"causal": False, "k": 256,
-                                                      "sharing": "layerwise"}
+                                                      "sharing": "layerwise",
+                                                      "projection": "pool"}
 
 
 def test_a_workdir_trained_on_other_files_is_refused_and_left_alone(trained, data_dir, tmp_path):
