@@ -4,17 +4,22 @@
 #   bash benchmarks/quality_calls.sh listops_pool        (the same suite again: it resumed)
 #   LIMIT=440 bash benchmarks/quality_calls.sh mqar_512_and_gpu_tests
 # The device image lacks ml_collections, absl and tensorboardX: each call carried them
-# in .whl/site, copied from this machine's install (pure Python), on PYTHONPATH.
-# Several suites share the one GPU at once, each training capped by its memory fraction;
+# (carry [".whl"]) in .whl/site, which git ignores, copied from a local `pip install -e .`:
+#   mkdir -p .whl/site; for m in ml_collections absl tensorboardX; do
+#     cp -r "$(python -c "import $m, os; print(os.path.dirname($m.__file__))")" .whl/site/; done
+# The ListOps data is written before the suites start, outside LIMIT (about 35 s).
+# Several suites share the one GPU at once; FRACTION caps the GPU memory of each of a
+# suite's trainings (they take what they need up to it, not a share fixed in advance);
 # every suite stops by SIGTERM before the call's limit (its runs save their step, and the
 # same command run again on the warm machine resumes them). Results and logs come back
 # as $OUT/results.tar.gz.
 set -u
 export PYTHONUNBUFFERED=1 XLA_PYTHON_CLIENT_PREALLOCATE=false
-export PYTHONPATH=$PWD/.whl/site
+export PYTHONPATH=$PWD/.whl/site${PYTHONPATH:+:$PYTHONPATH}
 LIMIT=${LIMIT:-540}
 
 suite() {  # suite NAME FRACTION ARGS...: one suite in the background, its log in /tmp/res
+  # (train.suite keeps an XLA_PYTHON_CLIENT_MEM_FRACTION it is given for every training)
   local name=$1 fraction=$2; shift 2
   XLA_PYTHON_CLIENT_MEM_FRACTION=$fraction timeout -s TERM "$LIMIT" \
     python -m train.suite "$@" --out "/tmp/$name" >"/tmp/res/$name.log" 2>&1 &

@@ -97,9 +97,11 @@ def test_a_short_run_learns_and_reports_held_out_accuracy(trained):
 
 
 def test_a_resumed_classifier_run_equals_an_unbroken_one(data_dir, tmp_path):
-    """The run's step-8 checkpoint, resumed, trains and evaluates as the unbroken run did."""
+    """The run's step-8 checkpoint, resumed, trains and evaluates as the unbroken run did
+    (the Linformer's learnt projection, shared by every layer, among the state restored)."""
     config = local_config(data_dir, make=linformer_config, steps=12, warmup_steps=2,
                           log_every=4, eval_every=12, checkpoint_every=4)
+    config.model.attention_kwargs.projection = "learnt"
     unbroken = train_and_evaluate(config, str(tmp_path / "whole"))
     shutil.copytree(tmp_path / "whole", tmp_path / "cut")
     shutil.rmtree(tmp_path / "cut" / "checkpoints" / "12")

@@ -190,43 +190,55 @@ def test_a_second_ctrl_c_ends_a_suite_and_its_runs_at_once_in_one_sentence(tmp_p
     assert not running_in(out)
 
 
-# A stand-in training: evaluated at step argv[2] of 10, then waiting; SIGTERM ends it with
-# exit 0, as a real run that saved its step does.
+# A stand-in training: evaluated at step argv[2] of 10, then waiting for SIGTERM, which
+# ends it as argv[3] says: "saves" exits 0, as a real run that saved its step does;
+# "killed" takes the signal's default action, as a run past its own handler would.
 STAND_IN = """
 import json, os, signal, sys, time
-workdir, step = sys.argv[1], int(sys.argv[2])
+workdir, step, ending = sys.argv[1], int(sys.argv[2]), sys.argv[3]
 os.makedirs(workdir)
 json.dump({"steps": 10, "batch_size": 4}, open(os.path.join(workdir, "config.json"), "w"))
 with open(os.path.join(workdir, "metrics.jsonl"), "w") as f:
     f.write(json.dumps({"step": step, "eval/answer_accuracy": 0.5}) + "\\n")
-signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+if ending == "saves":
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
 open(workdir + ".ready", "w").close()
 time.sleep(120)
 """
 
 
+@pytest.mark.parametrize("ending, reported", [("saves", True), ("killed", False)])
 def test_a_stop_that_reaches_a_run_after_its_last_evaluation_leaves_it_finished(
-        tmp_path, monkeypatch):
+        tmp_path, monkeypatch, ending, reported):
     """The stop arrives while one run, evaluated at its last step, is still saving or
-    exiting, and while another is midway: the first is timed and reported, not called
-    unfinished (an H100 suite lost two finished ListOps runs' wall time so)."""
+    exiting, and while another is midway: the first, exiting 0, is timed and reported, not
+    called unfinished (an H100 suite lost two finished ListOps runs' wall time so); killed
+    by the signal, it is left unfinished, not failed, for the next call to report."""
     from train import suite
 
-    runs = [suite.Run(name, "unused", (step,), {"variant": name})
+    runs = [suite.Run(name, "unused", (step, ending), {"variant": name})
             for name, step in (("ended", "10"), ("midway", "5"))]
     monkeypatch.setattr(suite, "command", lambda run, workdir: [
         sys.executable, "-c", STAND_IN, workdir, *run.overrides])
 
-    def stop_once_both_wait():
-        while not all(os.path.exists(tmp_path / f"{run.name}.ready") for run in runs):
+    def stop_once_both_wait():   # or after 60 s, so that a stand-in that never starts fails
+        deadline = time.monotonic() + 60
+        while (not all(os.path.exists(tmp_path / f"{run.name}.ready") for run in runs)
+               and time.monotonic() < deadline):
             time.sleep(0.05)
-        os.kill(os.getpid(), signal.SIGTERM)
+        os.kill(os.getpid(), signal.SIGTERM)   # StopSignals holds it: pytest runs on the main thread
 
     threading.Thread(target=stop_once_both_wait, daemon=True).start()
     done, stopped = suite.run_all(runs, str(tmp_path), jobs=2, progress=lambda line: None)
     assert stopped == signal.SIGTERM
-    assert list(done) == ["ended"] and done["ended"]["returncode"] == 0
-    assert done["ended"]["seconds"] > 0
     rows = suite.collect(runs, str(tmp_path), done, "answer_accuracy")
-    assert [(r["variant"], r.get("answer_accuracy"), r.get("error")) for r in rows] == [
-        ("ended", 0.5, None), ("midway", 0.5, "not finished")]
+    if reported:
+        assert list(done) == ["ended"] and done["ended"]["returncode"] == 0
+        assert done["ended"]["seconds"] > 0
+        assert [(r["variant"], r.get("error")) for r in rows] == [("ended", None),
+                                                                  ("midway", "not finished")]
+    else:
+        assert done == {}
+        assert [(r["variant"], r.get("error")) for r in rows] == [("ended", "not finished"),
+                                                                  ("midway", "not finished")]
+    assert [r["answer_accuracy"] for r in rows] == [0.5, 0.5]

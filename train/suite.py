@@ -216,7 +216,9 @@ def run_all(runs: list[Run], folder: str, jobs: int, after_each=None,
     SIGTERM or SIGINT starts no more runs and passes SIGTERM to the running ones, which save
     their step and end; they are left out of the timings (unfinished), so the same command
     resumes them, and none is left writing into its workdir meanwhile. A run the stop
-    reached after its last evaluation (while it saved or exited) ran to its end and is timed."""
+    reached after its last evaluation (while it saved or exited) that still exits 0 ran to
+    its end and is timed; one the signal killed outright is left for the next call, which
+    finds it finished and reports it."""
     os.makedirs(folder, exist_ok=True)
     done = {run.name: timing_of(folder, run.name) for run in runs
             if finished(os.path.join(folder, run.name))}
@@ -242,7 +244,8 @@ def run_all(runs: list[Run], folder: str, jobs: int, after_each=None,
                     continue
                 log.close()
                 del running[name]
-                if stopped is None or finished(os.path.join(folder, name)):
+                if stopped is None or (process.returncode == 0
+                                       and finished(os.path.join(folder, name))):
                     done[name] = ended(folder, name, process.returncode, started, len(done) + 1,
                                        len(runs), progress)
                     if after_each:
