@@ -15,7 +15,8 @@ import jax
 import numpy as np
 import pytest
 
-from train.metrics import read_metrics
+from train.loop import CONFIG_FILE
+from train.metrics import METRICS_FILE, read_metrics
 from train.pretrained import load_latest
 
 from helpers import run, start, wait_until
@@ -190,15 +191,16 @@ def test_a_second_ctrl_c_ends_a_suite_and_its_runs_at_once_in_one_sentence(tmp_p
     assert not running_in(out)
 
 
-# A stand-in training: evaluated at step argv[2] of 10, then waiting for SIGTERM, which
-# ends it as argv[3] says: "saves" exits 0, as a real run that saved its step does;
+# A stand-in training: writes its config and metrics files (argv[4], argv[5]) as evaluated
+# at step argv[2] of 10, then waits for SIGTERM, which ends it as argv[3] says: "saves" exits 0, as a real run that saved its step does;
 # "killed" takes the signal's default action, as a run past its own handler would.
 STAND_IN = """
 import json, os, signal, sys, time
-workdir, step, ending = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+workdir, step, ending, config_file, metrics_file = sys.argv[1:]
+step = int(step)
 os.makedirs(workdir)
-json.dump({"steps": 10, "batch_size": 4}, open(os.path.join(workdir, "config.json"), "w"))
-with open(os.path.join(workdir, "metrics.jsonl"), "w") as f:
+json.dump({"steps": 10, "batch_size": 4}, open(os.path.join(workdir, config_file), "w"))
+with open(os.path.join(workdir, metrics_file), "w") as f:
     f.write(json.dumps({"step": step, "eval/answer_accuracy": 0.5}) + "\\n")
 if ending == "saves":
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
@@ -219,7 +221,7 @@ def test_a_stop_that_reaches_a_run_after_its_last_evaluation_leaves_it_finished(
     runs = [suite.Run(name, "unused", (step, ending), {"variant": name})
             for name, step in (("ended", "10"), ("midway", "5"))]
     monkeypatch.setattr(suite, "command", lambda run, workdir: [
-        sys.executable, "-c", STAND_IN, workdir, *run.overrides])
+        sys.executable, "-c", STAND_IN, workdir, *run.overrides, CONFIG_FILE, METRICS_FILE])
 
     def stop_once_both_wait():   # or after 60 s, so that a stand-in that never starts fails
         deadline = time.monotonic() + 60
